@@ -1,0 +1,154 @@
+"""Stages and strategies: what a run trains, stage by stage, and its YAML form.
+
+A schedule file lists stages. Each stage names only what it changes; the rest is carried over from
+the stage before (the first stage starts from the space's defaults)::
+
+    stages:
+      - steps: 100
+        params: {learning_rate: 1e-4}
+      - steps: 100
+        mode: restart            # fresh optimizer, KL reference reset to the parent
+        params: {max_completion_length: 24, entropy_coef: 0.01}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmzero.space import DEFAULT_SPACE, Space, SpaceError, Value
+
+MAX_STAGE_STEPS = 1_000_000
+
+
+class StageMode(str, Enum):
+    """How a stage starts from its parent checkpoint."""
+
+    CONTINUE = "continue"  # keep the optimizer state, the scheduler and the KL reference
+    RESTART = "restart"  # warm restart: fresh optimizer, KL reference reset to the parent
+
+
+class StrategyError(ValueError):
+    """A schedule that cannot be used; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One contiguous block of GRPO steps with fixed parameters."""
+
+    params: dict[str, Value]
+    steps: int
+    mode: StageMode = StageMode.CONTINUE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "mode": self.mode.value, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, space: Space = DEFAULT_SPACE,
+                  previous: Mapping[str, Value] | None = None, where: str = "stage") -> Stage:
+        if not isinstance(raw, Mapping):
+            raise StrategyError(f"{where}: expected a mapping with steps, params and mode, got {raw!r}")
+        unknown = set(raw) - {"steps", "params", "mode"}
+        if unknown:
+            raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}: allowed are steps, params, mode")
+        steps = raw.get("steps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STAGE_STEPS:
+            raise StrategyError(f"{where}.steps={steps!r} is not allowed: expected an integer in "
+                                f"[1, {MAX_STAGE_STEPS}]")
+        mode = raw.get("mode", StageMode.CONTINUE.value)
+        try:
+            mode = StageMode(mode)
+        except ValueError:
+            raise StrategyError(f"{where}.mode={mode!r} is not allowed: expected one of "
+                                f"{', '.join(m.value for m in StageMode)}") from None
+        params = raw.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise StrategyError(f"{where}.params: expected a mapping of parameter names to values, got {params!r}")
+        merged = dict(previous) if previous is not None else space.defaults()
+        try:
+            checked = space.validate(params, where=f"{where}.params.")
+        except SpaceError as e:
+            raise StrategyError(str(e)) from None
+        merged.update({k: checked[k] for k in params})
+        return cls(params=merged, steps=steps, mode=mode)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A sequence of stages along a root-to-node path."""
+
+    stages: tuple[Stage, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.meta)
+        out["stages"] = [s.to_dict() for s in self.stages]
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_yaml())
+        tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, space: Space = DEFAULT_SPACE) -> Strategy:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("stages"), list) or not raw["stages"]:
+            raise StrategyError("schedule: expected a mapping with a non-empty list 'stages'")
+        stages: list[Stage] = []
+        previous: Mapping[str, Value] | None = None
+        for i, s in enumerate(raw["stages"]):
+            stage = Stage.from_dict(s, space=space, previous=previous, where=f"stages[{i}]")
+            stages.append(stage)
+            previous = stage.params
+        meta = {k: v for k, v in raw.items() if k != "stages"}
+        return cls(stages=tuple(stages), meta=meta)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, space: Space = DEFAULT_SPACE) -> Strategy:
+        try:
+            raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise StrategyError(f"schedule does not parse as YAML{at}: {problem}") from None
+        return cls.from_dict(raw, space=space)
+
+    @classmethod
+    def load(cls, path: str | Path, *, space: Space = DEFAULT_SPACE) -> Strategy:
+        path = Path(path)
+        if not path.is_file():
+            raise StrategyError(f"schedule file {str(path)!r} does not exist")
+        try:
+            return cls.from_yaml(path.read_text(), space=space)
+        except StrategyError as e:
+            raise StrategyError(f"{path.name}: {e}") from None
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                 |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                 |[-+]?\.(?:inf|Inf|INF)
+                 |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)

@@ -1,0 +1,52 @@
+"""Tasks: a registry of the built-in tasks plus an adapter for any reasoning-gym dataset.
+
+``get_task("countdown")`` gives a built-in task; ``get_task("rg:leg_counting", config={...})`` wraps
+reasoning-gym's ``leg_counting`` dataset with its own question text and scorer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmzero.space import DEFAULT_SPACE, Space
+from llmzero.tasks._base import SPLITS, Example, Task, TaskError, accuracy, make_reward_func
+from llmzero.tasks.builtin import BUILTIN, builtin_task
+from llmzero.tasks.reasoning_gym import Format, ReasoningGymTask, Sizes, plain_format
+
+RG_PREFIX = "rg:"
+
+
+def task_names() -> list[str]:
+    return list(BUILTIN)
+
+
+def get_task(name: str, *, difficulty: int = 2, sizes: Sizes | None = None, data_seed: int = 0,
+             config: dict[str, Any] | None = None, max_completion_length: int = 64) -> ReasoningGymTask:
+    """A task by name: a built-in one, or ``rg:<dataset>`` for any reasoning-gym dataset."""
+    if name in BUILTIN:
+        if config:
+            raise TaskError(f"config is not allowed for built-in task {name!r}: its levels are fixed")
+        return builtin_task(name, difficulty=difficulty, sizes=sizes, data_seed=data_seed)
+    if name.startswith(RG_PREFIX):
+        import reasoning_gym
+
+        rg_name = name[len(RG_PREFIX):]
+        known = sorted(reasoning_gym.factory.DATASETS)
+        if rg_name not in known:
+            raise TaskError(f"task={name!r} is not a reasoning-gym dataset: see `llmzero tasks --all` "
+                            f"for the {len(known)} names")
+        return ReasoningGymTask(name=name, rg_name=rg_name, levels={difficulty: dict(config or {})},
+                                format=plain_format(), difficulty=difficulty, sizes=sizes or Sizes(),
+                                data_seed=data_seed, default_max_completion_length=max_completion_length,
+                                description=f"reasoning-gym {rg_name} (question text as prompt)")
+    raise TaskError(f"unknown task {name!r}: expected one of {', '.join(BUILTIN)} or rg:<reasoning-gym dataset>")
+
+
+def task_space(task: Task, space: Space = DEFAULT_SPACE) -> Space:
+    """The space with the task's own defaults (its response length and difficulty)."""
+    return space.with_defaults(max_completion_length=task.default_max_completion_length,
+                               difficulty=task.difficulty)
+
+
+__all__ = ["SPLITS", "BUILTIN", "Example", "Format", "ReasoningGymTask", "Sizes", "Task", "TaskError",
+           "accuracy", "get_task", "make_reward_func", "plain_format", "task_names", "task_space"]
