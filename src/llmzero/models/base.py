@@ -89,7 +89,7 @@ def build_base(task: Task, model: str | TinyModelConfig = "s", seed: int = 0,
 
 def _train_base(task: Task, cfg: TinyModelConfig, seed: int, sft: SFTSettings, out: Path, progress) -> BaseInfo:
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     t0 = time.perf_counter()
@@ -123,6 +123,7 @@ def _train_base(task: Task, cfg: TinyModelConfig, seed: int, sft: SFTSettings, o
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          callbacks=[stop])
+    trainer.remove_callback(PrinterCallback)
     trainer.train()
     shutil.rmtree(out / "sft", ignore_errors=True)
     model.save_pretrained(out)

@@ -6,6 +6,7 @@ reasoning-gym's ``leg_counting`` dataset with its own question text and scorer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmzero.space import DEFAULT_SPACE, Space
@@ -42,11 +43,27 @@ def get_task(name: str, *, difficulty: int = 2, sizes: Sizes | None = None, data
     raise TaskError(f"unknown task {name!r}: expected one of {', '.join(BUILTIN)} or rg:<reasoning-gym dataset>")
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """A picklable recipe for a task: what crosses into worker processes (tasks hold lambdas)."""
+
+    name: str
+    difficulty: int = 2
+    sizes: Sizes = field(default_factory=Sizes)
+    data_seed: int = 0
+    config: tuple[tuple[str, Any], ...] = ()  # only for rg:<dataset> tasks
+    max_completion_length: int = 64
+
+    def build(self) -> ReasoningGymTask:
+        return get_task(self.name, difficulty=self.difficulty, sizes=self.sizes, data_seed=self.data_seed,
+                        config=dict(self.config), max_completion_length=self.max_completion_length)
+
+
 def task_space(task: Task, space: Space = DEFAULT_SPACE) -> Space:
     """The space with the task's own defaults (its response length and difficulty)."""
     return space.with_defaults(max_completion_length=task.default_max_completion_length,
                                difficulty=task.difficulty)
 
 
-__all__ = ["SPLITS", "BUILTIN", "Example", "Format", "ReasoningGymTask", "Sizes", "Task", "TaskError",
+__all__ = ["SPLITS", "BUILTIN", "Example", "Format", "ReasoningGymTask", "Sizes", "Task", "TaskError", "TaskSpec",
            "accuracy", "get_task", "make_reward_func", "plain_format", "task_names", "task_space"]

@@ -1,0 +1,247 @@
+"""The command line: the only place that prints, draws progress or exits.
+
+Bad input ends with one line, ``error: ...``, naming the field, the value and what is allowed, and
+exit code 2. Nothing is written before the input has been checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from llmzero.models.tiny import PRESETS, ModelError
+from llmzero.space import SpaceError
+from llmzero.strategy import Strategy, StrategyError
+from llmzero.tasks import BUILTIN, TaskError, TaskSpec, get_task, task_space
+from llmzero.training._base import CheckpointError, check_checkpoint
+
+try:  # typer >= 0.20 vendors click; its exceptions are not click's
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on real click
+    from click.exceptions import UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="LLMZero: discover multi-stage GRPO training strategies.")
+out = Console()
+err = Console(stderr=True)
+
+USER_ERRORS = (SpaceError, StrategyError, TaskError, ModelError, CheckpointError)
+
+
+class BadInput(ValueError):
+    """A CLI argument that is not allowed."""
+
+
+def _task_spec(task: str, difficulty: int) -> TaskSpec:
+    spec = TaskSpec(name=task, difficulty=difficulty)
+    spec.build()  # validates name and difficulty now, before anything is written
+    return spec
+
+
+def _base(spec: TaskSpec, model: str, seed: int, progress: Progress | None = None) -> tuple[str, float | None]:
+    """The base model directory and its test accuracy (None for a user's model, scored later)."""
+    from llmzero.models.base import build_base, check_model_dir
+
+    if model in PRESETS:
+        task_id = None
+        if progress is not None:
+            task_id = progress.add_task(f"base model for {spec.name} (SFT warm start, cached)", total=None)
+        info = build_base(spec.build(), model, seed,
+                          progress=(lambda s, a: progress.update(task_id, description=f"base model SFT step {s}: val "
+                                                                 f"accuracy {a:.3f}")) if progress else None)
+        if progress is not None:
+            progress.remove_task(task_id)
+        return info.path, info.test_accuracy
+    return str(check_model_dir(model)), None
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                    transient=True)
+
+
+@app.command("tasks")
+def tasks_cmd(all_: Annotated[bool, typer.Option("--all", help="Also list every reasoning-gym dataset.")] = False):
+    """List the built-in tasks (and, with --all, the reasoning-gym datasets usable as rg:<name>)."""
+    table = Table(title="built-in tasks")
+    for col in ("task", "what", "max_completion_length", "difficulties"):
+        table.add_column(col)
+    for name, spec in BUILTIN.items():
+        table.add_row(name, spec["description"], str(spec["default_max_completion_length"]),
+                      ", ".join(map(str, spec["levels"])))
+    out.print(table)
+    if all_:
+        import reasoning_gym
+
+        names = sorted(reasoning_gym.factory.DATASETS)
+        out.print(f"{len(names)} reasoning-gym datasets, usable as --task rg:<name>:")
+        out.print(", ".join(names))
+
+
+@app.command("base")
+def base_cmd(
+    task: Annotated[str, typer.Option(help="Task name (see `llmzero tasks`).")],
+    model: Annotated[str, typer.Option(help=f"Tiny-model preset ({', '.join(PRESETS)}).")] = "s",
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and SFT.")] = 0,
+    difficulty: Annotated[int, typer.Option(help="Task difficulty of val and test.")] = 2,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Build (or fetch from the cache) the base model of a task: a supervised warm start."""
+    from llmzero.runtime import configure_process
+
+    if model not in PRESETS:
+        raise BadInput(f"model={model!r} is not allowed: expected one of {', '.join(PRESETS)}")
+    spec = _task_spec(task, difficulty)
+    configure_process(1)
+    from llmzero.models.base import build_base
+
+    with _progress() as progress:
+        tid = progress.add_task(f"building the base model for {task}", total=None)
+        info = build_base(spec.build(), model, seed,
+                          progress=lambda s, a: progress.update(tid, description=f"SFT step {s}: val accuracy {a:.3f}"))
+    if json_:
+        print(json.dumps(info.__dict__))
+        return
+    out.print(f"base model for [bold]{task}[/]: {info.path}")
+    out.print(f"  SFT steps {info.sft_steps}, val accuracy {info.val_accuracy:.3f}, "
+              f"test accuracy {info.test_accuracy:.3f}{' (cached)' if info.cached else ''}")
+
+
+@app.command("train")
+def train_cmd(
+    task: Annotated[str, typer.Option(help="Task name (see `llmzero tasks`).")],
+    schedule: Annotated[Path, typer.Option(help="A schedule YAML file (stages with steps and params).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory; must not exist yet.")] = Path("runs/train"),
+    model: Annotated[str, typer.Option(help="Tiny-model preset or a Hugging Face model directory.")] = "s",
+    parent: Annotated[str | None, typer.Option(help="Start from this stage checkpoint instead of the base.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the base model and the stages.")] = 0,
+    difficulty: Annotated[int, typer.Option(help="Task difficulty of val and test.")] = 2,
+    workers: Annotated[int, typer.Option(help="Worker processes (0 runs stages in this process).")] = 1,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
+):
+    """Train a fixed multi-stage schedule and report each stage's scores and key metrics."""
+    spec = _task_spec(task, difficulty)
+    strategy = Strategy.load(schedule, space=task_space(spec.build()))
+    if model not in PRESETS:
+        from llmzero.models.base import check_model_dir
+
+        check_model_dir(model)
+    if parent is not None:
+        check_checkpoint(parent, strategy.stages[0].mode)
+    if workers < 0:
+        raise BadInput(f"workers={workers} is not allowed: expected an integer >= 0")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise BadInput(f"out={str(out_dir)!r} is not allowed: the directory exists and is not empty "
+                       "(results are never overwritten)")
+
+    from llmzero.runtime import configure_process
+
+    configure_process(1)
+    from llmzero.execution import LocalPool, RunnerSpec
+    from llmzero.training.evaluate import evaluate_checkpoint
+
+    t0 = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strategy.save(out_dir / "strategy.yaml")
+    results: list[dict[str, Any]] = []
+    with _progress() as progress, LocalPool(workers) as pool:
+        base_dir, base_test = _base(spec, model, seed, progress)
+        runner = RunnerSpec(spec, base_dir)
+        for i, stage in enumerate(strategy.stages):
+            tid = progress.add_task(f"stage {i + 1}/{len(strategy.stages)}: {stage.steps} GRPO steps", total=None)
+            res = pool.run(runner, parent, stage, str(out_dir / f"stage-{i}"), seed + i)
+            progress.remove_task(tid)
+            results.append(res.to_dict())
+            _print_stage(i, res, quiet=json_)
+            if not res.ok:
+                break
+            parent = res.checkpoint
+        final = results[-1]
+        test = None
+        if final["status"] == "complete":
+            tid = progress.add_task("scoring the final checkpoint on the test split", total=None)
+            L = int(final["stage"]["params"]["max_completion_length"])
+            test = evaluate_checkpoint(spec.build(), final["checkpoint"], "test", L)
+            if base_test is None:
+                base_test = evaluate_checkpoint(spec.build(), base_dir, "test", L)
+            progress.remove_task(tid)
+    summary = {
+        "task": task, "out": str(out_dir), "base": base_dir, "stages": len(results),
+        "failed": sum(r["status"] == "failed" for r in results),
+        "val_scores": [r["val_score"] for r in results], "test_score": test, "base_test_score": base_test,
+        "steps": sum(r["cost"]["steps"] for r in results),
+        "generated_tokens": sum(r["cost"]["generated_tokens"] for r in results),
+        "wall_seconds": round(time.time() - t0, 1),
+    }
+    (out_dir / "stages.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if json_:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _print_stage(i: int, res, quiet: bool) -> None:
+    if quiet:
+        return
+    if not res.ok:
+        err.print(f"[red]stage {i + 1} failed:[/] {res.error}")
+        return
+    from llmzero.training.grpo import describe
+
+    m = describe(res)
+    t = Table(show_header=(i == 0), box=None, pad_edge=False)
+    for col in ("stage", "steps", "val", "reward", "entropy", "zero-std", "clipped", "length", "seconds"):
+        t.add_column(col, justify="right", min_width=8)
+    t.add_row(str(i + 1), f"{res.start_step}->{res.end_step}", _fmt(res.val_score), _fmt(m.get("reward")),
+              _fmt(m.get("entropy")), _fmt(m.get("frac_reward_zero_std")), _fmt(m.get("completions/clipped_ratio")),
+              _fmt(m.get("completions/mean_length"), 1), _fmt(res.cost.seconds, 1))
+    out.print(t)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    out.print(f"\n[bold]{s['task']}[/]: test accuracy {_fmt(s['test_score'])} "
+              f"(base model {_fmt(s['base_test_score'])}) after {s['steps']} GRPO steps, "
+              f"{s['generated_tokens']:,} generated tokens, {s['wall_seconds']} s")
+    if s["test_score"] is not None and s["base_test_score"]:
+        out.print(f"relative change over the base model: {100 * (s['test_score'] / s['base_test_score'] - 1):+.1f}%")
+    out.print(f"results in {s['out']}/ (stages.json, summary.json, strategy.yaml, one checkpoint per stage)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except UsageError as e:
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except (*USER_ERRORS, BadInput) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

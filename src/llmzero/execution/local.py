@@ -1,0 +1,136 @@
+"""A pool of persistent worker processes that run stages.
+
+Each worker pays the imports of torch, transformers and TRL once, uses one torch thread, and keeps
+its tasks (their data splits) and runners between stages, so that many short stages are cheap.
+A worker that dies (killed, out of memory) fails only the stage it was running: the pool is
+rebuilt and the stage comes back as a failed result.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmzero.strategy import Stage
+from llmzero.tasks import TaskSpec
+from llmzero.training import StageResult
+from llmzero.training.grpo import GRPOStageRunner, TrainingSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """What a worker needs to build a stage runner: picklable, and a cache key."""
+
+    task: TaskSpec
+    base_dir: str
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+
+    def build(self) -> GRPOStageRunner:
+        return GRPOStageRunner(self.task.build(), self.base_dir, self.settings)
+
+
+# -- inside a worker process ------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(threads: int) -> None:
+    t = time.perf_counter()
+    from llmzero.runtime import configure_process
+
+    configure_process(threads)
+    import trl  # noqa: F401 - pay the import here, once per worker
+
+    _WORKER["start_seconds"] = time.perf_counter() - t
+    _WORKER["runners"] = {}
+
+
+def _run_in_worker(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
+    phases: dict[str, float] = {}
+    if "start_seconds" in _WORKER:  # the first stage of this worker reports its start-up
+        phases["worker_start"] = round(_WORKER.pop("start_seconds"), 4)
+    runner = _WORKER["runners"].get(spec)
+    if runner is None:
+        t = time.perf_counter()
+        runner = _WORKER["runners"][spec] = spec.build()
+        runner.task.split("val")  # load the held-out splits now, not inside the first stage
+        runner.task.split("train")
+        phases["task_load"] = round(time.perf_counter() - t, 4)
+    result = runner.run_stage(parent, stage, out_dir, seed)
+    result.cost.phases = {**phases, **result.cost.phases}
+    return result
+
+
+def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
+    if "runners" not in _WORKER:
+        _init_worker(1)
+    return _run_in_worker(spec, parent, stage, out_dir, seed)
+
+
+# -- the pool -----------------------------------------------------------------------------------------
+
+
+class LocalPool:
+    """Runs stages in ``workers`` persistent processes (``workers=0`` runs them in this process)."""
+
+    def __init__(self, workers: int = 1, threads: int = 1):
+        if workers < 0:
+            raise ValueError(f"workers={workers} is not allowed: expected an integer >= 0")
+        self.workers, self.threads = workers, threads
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.threads,))
+        return self._pool
+
+    def submit(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> Future:
+        """Start a stage; the future resolves to a StageResult (a failed one if the worker died)."""
+        if self.workers == 0:
+            fut: Future = Future()
+            fut.set_result(_run_inline(spec, parent, stage, out_dir, seed))
+            return fut
+        outer: Future = Future()
+        try:
+            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed)
+        except BrokenProcessPool:
+            self._reset()
+            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed)
+
+        def done(f: Future) -> None:
+            try:
+                outer.set_result(f.result())
+            except BaseException as e:  # noqa: BLE001 - a dead worker or an unpicklable result
+                outer.set_result(StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent,
+                                             error=f"worker process failed: {e.__class__.__name__}: {e}"))
+
+        inner.add_done_callback(done)
+        return outer
+
+    def run(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
+        return self.submit(spec, parent, stage, out_dir, seed).result()
+
+    def _reset(self) -> None:
+        """Drop a pool whose worker died; the next submit starts a fresh one."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
