@@ -18,7 +18,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# Until the search lands, the demo trains a fixed two-stage schedule and prints the scores.
 demo: $(STAMP)
+	rm -rf runs/demo
 	$(BIN)/llmzero train --task number_sorting --schedule examples/schedules/two_stage.yaml --out runs/demo
 
 test: $(STAMP)

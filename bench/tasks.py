@@ -89,27 +89,29 @@ def table() -> str:
     rows = [json.loads((RESULTS / f"{t}.json").read_text()) for t in TASKS if (RESULTS / f"{t}.json").exists()]
     if not rows:
         return "no results yet: run `python bench/tasks.py run --task T` first"
-    lines = ["| task | base test | default GRPO, test after 100 / 200 / 300 steps | best one-change stage (100 steps) "
-             "| worst one-change stage (100 steps) | pathologies reached (100 steps from base) |",
+    lines = ["| task | base test | default GRPO: test after 100 / 200 / 300 steps | best one-change stage "
+             "(100 steps) | worst one-change stage (100 steps) | pathologies reached (100 steps from the base) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         d = " / ".join(f"{s['test']:.3f}" for s in r["default"])
         ok = {k: v for k, v in r["variants"].items() if "test" in v}
         best = max(ok, key=lambda k: ok[k]["test"])
         worst = min(ok, key=lambda k: ok[k]["test"])
-        path = []
+        ref_entropy = r["default"][0]["signature"]["entropy"]
+        found: dict[str, list[str]] = {}
         for k, v in ok.items():
             s = v["signature"]
             if s.get("completions/clipped_ratio", 0) > 0.5:
-                path.append(f"truncation ({k}: clipped {s['completions/clipped_ratio']:.2f})")
-            elif s.get("frac_reward_zero_std", 0) > 0.8:
-                path.append(f"all-same-reward groups ({k}: zero-std {s['frac_reward_zero_std']:.2f})")
-            if s.get("entropy", 1) < 0.1:
-                path.append(f"entropy collapse ({k}: entropy {s['entropy']:.2f})")
-            elif s.get("entropy", 0) > 1.5:
-                path.append(f"entropy blow-up ({k}: entropy {s['entropy']:.2f})")
+                found.setdefault("truncation", []).append(f"{k} (clipped {s['completions/clipped_ratio']:.2f})")
+            if s.get("frac_reward_zero_std", 0) > 0.8:
+                found.setdefault("all-same-reward groups", []).append(f"{k} ({s['frac_reward_zero_std']:.2f})")
+            if s.get("entropy", 1) < 0.4 * ref_entropy:
+                found.setdefault("entropy collapse", []).append(f"{k} ({s['entropy']:.2f} vs {ref_entropy:.2f})")
+            elif s.get("entropy", 0) > 3 * ref_entropy:
+                found.setdefault("entropy blow-up", []).append(f"{k} ({s['entropy']:.2f} vs {ref_entropy:.2f})")
+        path = "; ".join(f"{name}: {', '.join(where)}" for name, where in found.items())
         lines.append(f"| {r['task']} | {r['base_test']:.3f} | {d} | {best}: {ok[best]['test']:.3f} "
-                     f"| {worst}: {ok[worst]['test']:.3f} | {'; '.join(path) or '-'} |")
+                     f"| {worst}: {ok[worst]['test']:.3f} | {path or '-'} |")
     return "\n".join(lines)
 
 

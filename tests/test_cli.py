@@ -1,0 +1,77 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCHEDULE = "stages:\n  - steps: 3\n    params: {num_generations: 4}\n  - steps: 2\n    params: {learning_rate: 5e-5}\n"
+
+
+def llmzero(*args, cwd=None):
+    env = {**os.environ}
+    return subprocess.run([sys.executable, "-m", "llmzero.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=600)
+
+
+def test_tasks_lists_builtin_tasks():
+    r = llmzero("tasks")
+    assert r.returncode == 0
+    for name in ("number_sorting", "countdown", "word_sorting", "arithmetic"):
+        assert name in r.stdout
+
+
+@pytest.mark.parametrize("schedule, extra, words", [
+    (SCHEDULE, ["--task", "nope"], "unknown task 'nope'"),
+    ("stages:\n  - steps: 3\n    params: {learning_rate: 5}\n", [], "learning_rate=5 is out of range"),
+    ("stages:\n  - steps: 3\n    params: {lr: 1}\n", [], "unknown parameter 'lr'"),
+    ("stages: [\n", [], "does not parse as YAML"),
+    (SCHEDULE, ["--difficulty", "9"], "difficulty=9"),
+    (SCHEDULE, ["--model", "huge"], "does not exist"),
+    (SCHEDULE, ["--parent", "no/such/checkpoint"], "checkpoint 'no/such/checkpoint' does not exist"),
+    (SCHEDULE, ["--workers", "many"], "'--workers'"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, schedule, extra, words):
+    (tmp_path / "s.yaml").write_text(schedule)
+    args = ["train", "--schedule", "s.yaml", "--out", "run", *(["--task", "number_sorting"]
+                                                               if "--task" not in extra else []), *extra]
+    r = llmzero(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_parent_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "llmzero_stage.json").write_text("{not json")
+    (tmp_path / "s.yaml").write_text(SCHEDULE)
+    r = llmzero("train", "--task", "number_sorting", "--schedule", "s.yaml", "--parent", "ckpt", "--out", "run",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "not a finished llmzero stage" in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_existing_output_is_never_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("results")
+    (tmp_path / "s.yaml").write_text(SCHEDULE)
+    r = llmzero("train", "--task", "number_sorting", "--schedule", "s.yaml", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 2 and "not empty" in r.stderr
+    assert (tmp_path / "run" / "keep.txt").read_text() == "results"
+
+
+@pytest.mark.slow
+def test_train_a_fixed_schedule_on_a_model_directory(tmp_path, xs_base):
+    (tmp_path / "s.yaml").write_text(SCHEDULE)
+    r = llmzero("train", "--task", "number_sorting", "--schedule", "s.yaml", "--model", xs_base.path,
+                "--out", "run", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["stages"] == 2 and summary["failed"] == 0 and summary["steps"] == 5
+    assert 0 <= summary["test_score"] <= 1 and 0 <= summary["base_test_score"] <= 1
+    stages = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert stages[1]["parent"] == stages[0]["checkpoint"]
+    assert stages[1]["history"][0]["learning_rate"] == pytest.approx(5e-5)
+    assert (tmp_path / "run" / "strategy.yaml").exists()
