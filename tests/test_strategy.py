@@ -39,6 +39,7 @@ def test_save_and_load(tmp_path):
     ("stages:\n  - steps: 10\n    params: {lr: 1}\n", "unknown parameter 'lr'"),
     ("stages:\n  - steps: 10\n  - steps: 5\n    params: {beta: 2}\n", "stages[1].params.beta=2"),
     ("stages:\n  - steps: 10\n    extra: 1\n", "unknown field 'extra'"),
+    ("stages:\n  - steps: 10\n    seed: -1\n", "stages[0].seed=-1"),
 ])
 def test_bad_schedules_name_the_problem(text, words):
     with pytest.raises(StrategyError) as e:
@@ -52,5 +53,5 @@ def test_missing_file(tmp_path):
 
 
 def test_stage_dict_round_trip():
-    st = Stage(DEFAULT_SPACE.defaults(), 7, StageMode.RESTART)
+    st = Stage(DEFAULT_SPACE.defaults(), 7, StageMode.RESTART, seed=11)
     assert Stage.from_dict(st.to_dict()) == st

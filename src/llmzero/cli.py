@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from llmzero.config import METHODS, ConfigError
 from llmzero.models.tiny import PRESETS, ModelError
+from llmzero.search.journal import JournalError
 from llmzero.space import SpaceError
 from llmzero.strategy import Strategy, StrategyError
 from llmzero.tasks import BUILTIN, TaskError, TaskSpec, get_task, task_space
@@ -34,7 +36,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-USER_ERRORS = (SpaceError, StrategyError, TaskError, ModelError, CheckpointError)
+USER_ERRORS = (SpaceError, StrategyError, TaskError, ModelError, CheckpointError, ConfigError, JournalError)
 
 
 class BadInput(ValueError):
@@ -158,7 +160,8 @@ def train_cmd(
         runner = RunnerSpec(spec, base_dir)
         for i, stage in enumerate(strategy.stages):
             tid = progress.add_task(f"stage {i + 1}/{len(strategy.stages)}: {stage.steps} GRPO steps", total=None)
-            res = pool.run(runner, parent, stage, str(out_dir / f"stage-{i}"), seed + i)
+            stage_seed = stage.seed if stage.seed is not None else seed + i
+            res = pool.run(runner, parent, stage, str(out_dir / f"stage-{i}"), stage_seed)
             progress.remove_task(tid)
             results.append(res.to_dict())
             _print_stage(i, res, quiet=json_)
@@ -190,6 +193,125 @@ def train_cmd(
         _print_summary(summary)
     if summary["failed"]:
         raise typer.Exit(1)
+
+
+@app.command("search")
+def search_cmd(
+    config: Annotated[Path | None, typer.Argument(help="Experiment file (YAML); see examples/.")] = None,
+    method: Annotated[str | None, typer.Option(help=f"One of {', '.join(METHODS)} (overrides search.method).")] = None,
+    budget: Annotated[int | None, typer.Option(help="Compute budget in generated tokens (overrides budget.compute).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the search (overrides seed).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (overrides executor.workers).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+):
+    """Search for a multi-stage training strategy by growing a tree of real checkpoints."""
+    from llmzero.config import load_config
+    from llmzero.search import JOURNAL, SearchRun
+
+    if workers is not None and workers < 1:
+        raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
+    if resume is not None:
+        if config is not None or method or budget or seed is not None:
+            raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
+        if not (resume / JOURNAL).is_file():
+            raise BadInput(f"resume={str(resume)!r} is not allowed: no {JOURNAL} in that directory")
+        run_dir = resume
+        cfg = None
+    else:
+        if config is None:
+            raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
+        cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
+                                   "executor.workers": workers})
+        run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise BadInput(f"out={str(run_dir)!r} is not allowed: the directory exists and is not empty "
+                           "(use --resume to continue it)")
+
+    from llmzero.runtime import configure_process
+
+    configure_process(1)
+    from rich.console import Group
+    from rich.live import Live
+
+    run = SearchRun(cfg, run_dir, resume=resume is not None, workers=workers)
+    spinner = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err)
+    tid = spinner.add_task(f"{run.cfg.search.method} search on {run.cfg.task.name}", total=None)
+
+    def view(st) -> Table:
+        t = Table(box=None, show_header=False)
+        t.add_row("budget", f"{st.spent:,} / {st.total:,} generated tokens ({100 * st.spent / st.total:.0f}%)")
+        t.add_row("tree", f"{st.nodes} stages, {st.failed} failed, {st.pruned} pruned")
+        t.add_row("best", f"{st.best_id or '-'}: val {_fmt(st.best_val)} (base {_fmt(st.base_val)})")
+        t.add_row("running", ", ".join(st.running) or "-")
+        return t
+
+    with Live(Group(spinner, view(run.status())), console=err, refresh_per_second=4, transient=json_) as live:
+        def on_status(st) -> None:
+            if st.message:
+                spinner.update(tid, description=st.message)
+            live.update(Group(spinner, view(st)))
+
+        summary = run.run(on_status)
+    run.close()
+    if json_:
+        print(json.dumps(summary))
+        return
+    out.print(f"\n[bold]{summary['method']}[/] on {summary['task']}: best node {summary['best_node']} "
+              f"(val {_fmt(summary['best_val'])}), test {_fmt(summary['test_score'])} vs base "
+              f"{_fmt(summary['base_test_score'])}")
+    if summary["relative_improvement"] is not None:
+        out.print(f"relative improvement over the base model: {100 * summary['relative_improvement']:+.1f}%")
+    out.print(f"spent {summary['budget_spent']:,} of {summary['budget_total']:,} tokens; {summary['nodes']} stages "
+              f"({summary['failed']} failed, {summary['pruned']} pruned, ~{summary['pruned_savings']:,} tokens "
+              f"saved by pruning); {summary['stop_reason']}; {summary['wall_seconds']} s; "
+              f"checkpoints on disk {summary['disk_bytes'] / 1e6:.1f} MB")
+    out.print(f"strategy: {summary['run']}/strategy.yaml   tree: llmzero show {summary['run']}")
+
+
+@app.command("show")
+def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run directory.")]):
+    """Print a search's tree, the best path marked with *."""
+    from rich.tree import Tree as RichTree
+
+    from llmzero.search import JOURNAL, ROOT, Journal
+
+    journal = Journal(run_dir / JOURNAL)
+    tree = journal.replay()
+    journal.close()
+    if not tree.nodes:
+        raise BadInput(f"run={str(run_dir)!r} holds no tree yet")
+    best = tree.best()
+    on_path = {n.id for n in tree.path(best.id)} if best else set()
+
+    def label(n) -> str:
+        mark = "[bold green]*[/] " if n.id in on_path else "  "
+        if n.id == ROOT:
+            return f"{mark}root (base model): val {_fmt(n.val_score)}"
+        changes = ", ".join(f"{k} {_short(a)}->{_short(b)}" for k, (a, b) in
+                            ((k, (v['from'], v['to'])) for k, v in n.transition.get("changes", {}).items()))
+        state = n.state.value + (", checkpoint deleted" if n.deleted else "")
+        why = n.transition.get("reason", "")
+        text = (f"{mark}{n.id} [{state}] val {_fmt(n.val_score)} steps {n.steps} | {changes or 'no change'} | "
+                f"{n.transition.get('proposed_by', '')}: {why[:90]}")
+        return text + (f" | error: {n.error[:80]}" if n.error else "")
+
+    def add(rt, node_id: str) -> None:
+        for c in tree.nodes[node_id].children:
+            add(rt.add(label(tree.nodes[c])), c)
+
+    rt = RichTree(label(tree.root))
+    add(rt, ROOT)
+    out.print(rt)
+    if tree.finished:
+        f = tree.finished
+        out.print(f"best {f.get('best_node')}: val {_fmt(f.get('best_val'))}, test {_fmt(f.get('test_score'))} "
+                  f"(base {_fmt(f.get('base_test_score'))}); {f.get('stop_reason')}")
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:

@@ -215,3 +215,18 @@ DEFAULT_SPACE = Space((
     Param("temperature", Role.REGULARIZATION, float, 0.05, 3.0, 1.0,
           help="Sampling temperature of rollouts (also scales the training logits, as in TRL)."),
 ))
+
+
+# Where searches *sample* (random search, PBT's resampling): the neighbourhood that works, narrower
+# than the legal bounds. From the tiny-task measurements (lr >= 3e-4 hurts and 1e-3 destroys a tiny
+# post-SFT model; entropy_coef 0.1 blows entropy up; temperature 0.5 collapses it) and public GRPO
+# recipes (beta 0-0.04, clip 0.2/0.28, G 8-16). Proposals outside these ranges are still legal.
+SEARCH_RANGES: dict[str, tuple[float, float]] = {
+    "learning_rate": (2.5e-5, 4e-4),
+    "beta": (0.0, 0.05),
+    "entropy_coef": (0.0, 0.02),
+    "epsilon": (0.1, 0.3),
+    "epsilon_high": (0.2, 0.4),
+    "temperature": (0.7, 1.3),
+    "num_generations": (4, 16),
+}

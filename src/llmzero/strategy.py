@@ -45,18 +45,25 @@ class Stage:
     params: dict[str, Value]
     steps: int
     mode: StageMode = StageMode.CONTINUE
+    seed: int | None = None  # a replayed strategy trains each stage with the seed it was found with
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "mode": self.mode.value, "params": dict(self.params)}
+        d: dict[str, Any] = {"steps": self.steps, "mode": self.mode.value, "params": dict(self.params)}
+        if self.seed is not None:
+            d["seed"] = self.seed
+        return d
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, space: Space = DEFAULT_SPACE,
                   previous: Mapping[str, Value] | None = None, where: str = "stage") -> Stage:
         if not isinstance(raw, Mapping):
             raise StrategyError(f"{where}: expected a mapping with steps, params and mode, got {raw!r}")
-        unknown = set(raw) - {"steps", "params", "mode"}
+        unknown = set(raw) - {"steps", "params", "mode", "seed"}
         if unknown:
-            raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}: allowed are steps, params, mode")
+            raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}: allowed are steps, params, mode, seed")
+        seed = raw.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise StrategyError(f"{where}.seed={seed!r} is not allowed: expected an integer >= 0")
         steps = raw.get("steps")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STAGE_STEPS:
             raise StrategyError(f"{where}.steps={steps!r} is not allowed: expected an integer in "
@@ -76,7 +83,7 @@ class Stage:
         except SpaceError as e:
             raise StrategyError(str(e)) from None
         merged.update({k: checked[k] for k in params})
-        return cls(params=merged, steps=steps, mode=mode)
+        return cls(params=merged, steps=steps, mode=mode, seed=seed)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ WORD_SORTING = Format(
     keep=lambda e: is_encodable(" ".join(e["metadata"]["transformed_words"])),
 )
 
-# -- basic_arithmetic with a one-step scratchpad: "2+3*4=" -> "2+12=14" -------------------------
+# -- basic_arithmetic with a one-step scratchpad: "9-0+1=" -> "9+1=10" --------------------------
 
 
 def _tokens(e: dict[str, Any]) -> list[str]:
@@ -91,8 +91,10 @@ ARITHMETIC = Format(
 
 
 def _arith_level(terms: tuple[int, int], digits: int) -> dict[str, Any]:
+    # + and - only: with *, a tiny model's GRPO gains stayed within noise (0.288 -> 0.312 test after
+    # 300 steps); with + and - they are clear (0.26 -> 0.43).
     return dict(min_terms=terms[0], max_terms=terms[1], min_digits=1, max_digits=digits,
-                operators=("+", "-", "*"), allow_parentheses=False, allow_negation=False)
+                operators=("+", "-"), allow_parentheses=False, allow_negation=False)
 
 
 BUILTIN: dict[str, dict[str, Any]] = {
@@ -122,8 +124,8 @@ BUILTIN: dict[str, dict[str, Any]] = {
         }),
     "arithmetic": dict(
         rg_name="basic_arithmetic", format=ARITHMETIC, default_max_completion_length=12,
-        description="+ - * with one scratchpad step: '2+3*4=' -> '2+12=14'",
-        levels={1: _arith_level((2, 2), 1), 2: _arith_level((2, 3), 1), 3: _arith_level((3, 3), 1)}),
+        description="+ and - with one scratchpad step: '9-0+1=' -> '9+1=10'",
+        levels={1: _arith_level((2, 3), 1), 2: _arith_level((3, 3), 1), 3: _arith_level((4, 4), 1)}),
 }
 
 

@@ -1,0 +1,172 @@
+"""The experiment file (YAML) as typed models: the one place that validates user input for a search.
+
+Every field has a doc. A bad value raises ConfigError with one line naming the field, the value and
+what is allowed. Values are never silently rewritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llmzero.strategy import _Loader
+
+METHODS = ("mcts", "skill", "fixed", "grid", "random", "pbt")
+
+
+class ConfigError(ValueError):
+    """An experiment file or override that is not allowed; one line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SizesConfig(_Model):
+    train: int = Field(20_000, ge=1, le=3_000_000, description="Training problems (before de-duplication).")
+    val: int = Field(500, ge=1, le=3_000_000, description="Validation problems: the search selects on these.")
+    test: int = Field(500, ge=1, le=3_000_000, description="Test problems: scored once, on the best node.")
+
+
+class TaskConfig(_Model):
+    name: str = Field(description="A built-in task (llmzero tasks) or rg:<reasoning-gym dataset>.")
+    difficulty: int = Field(2, ge=1, le=3, description="Difficulty level of the validation and test problems.")
+    sizes: SizesConfig = Field(default_factory=SizesConfig)
+    data_seed: int = Field(0, ge=0, le=99, description="Shifts every split to other problems.")
+    config: dict[str, Any] = Field(default_factory=dict, description="reasoning-gym config, rg: tasks only.")
+
+
+class EarlyStopConfig(_Model):
+    enabled: bool = Field(True, description="Prune branches that fall clearly behind.")
+    margin: float = Field(0.05, ge=0, le=1, description="Pruned when val < best val at the same depth - margin.")
+    min_depth: int = Field(1, ge=1, description="Never prune above this depth.")
+
+
+class PBTConfig(_Model):
+    population: int = Field(4, ge=2, le=64, description="Members trained side by side.")
+    quantile: float = Field(0.25, gt=0, le=0.5, description="Bottom share that exploits the top share.")
+    perturb: tuple[float, float] = Field((0.8, 1.25), description="Factors an explored value is multiplied by.")
+    params: tuple[str, ...] = Field(("learning_rate", "entropy_coef", "temperature", "beta"),
+                                    description="Parameters that explore perturbs.")
+
+
+class SearchConfig(_Model):
+    method: Literal["mcts", "skill", "fixed", "grid", "random", "pbt"] = Field(
+        "mcts", description="mcts: UCT tree search with a proposer; skill: the rule-based agent along the best "
+        "path; fixed: the default schedule; grid: static configurations; random: random per-stage schedules; "
+        "pbt: population-based training.")
+    proposer: Literal["skill", "random"] = Field("skill", description="Who proposes children in mcts.")
+    depth: int = Field(3, ge=1, le=50, description="Stages along a path (the tree's depth).")
+    steps_per_stage: int = Field(100, ge=1, le=100_000, description="GRPO steps of every stage.")
+    branching: int = Field(2, ge=1, le=16, description="Children proposed per expansion (K).")
+    max_children: int = Field(3, ge=1, le=64, description="Most children of one node.")
+    exploration: float = Field(0.3, ge=0, le=100, description="UCT exploration constant c.")
+    backup: Literal["max", "mean"] = Field("max", description="How a subtree's value is backed up.")
+    early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
+    grid: dict[str, list[float]] = Field(
+        default_factory=lambda: {"learning_rate": [5e-5, 1e-4, 2e-4], "entropy_coef": [0.0, 0.01]},
+        description="grid method: values per parameter; their product is the set of static configurations.")
+    pbt: PBTConfig = Field(default_factory=PBTConfig)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_not_empty(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for k, vals in v.items():
+            if not vals:
+                raise ValueError(f"grid.{k} has no values")
+        return v
+
+
+class BudgetConfig(_Model):
+    compute: int = Field(ge=1, description="Generated tokens summed over every stage (steps x tokens per step), "
+                         "the same meter for every method.")
+    wall_seconds: float | None = Field(None, gt=0, description="Optional wall-clock limit.")
+
+
+class ExecutorConfig(_Model):
+    workers: int = Field(1, ge=1, le=64, description="Persistent worker processes; stages run in parallel.")
+
+
+class StorageConfig(_Model):
+    keep_top_k: int = Field(3, ge=1, description="Checkpoints kept besides the best path and expandable nodes.")
+
+
+class TrainingConfig(_Model):
+    prompts_per_step: int = Field(8, ge=1, le=4096, description="Prompts per GRPO step (x num_generations).")
+
+
+class ExperimentConfig(_Model):
+    task: TaskConfig
+    model: str = Field("s", description="Tiny-model preset (xs, s, m) or a Hugging Face model directory.")
+    base_seed: int = Field(0, ge=0, description="Seed of the base model (SFT warm start).")
+    seed: int = Field(0, ge=0, description="Seed of the search and its stages.")
+    params: dict[str, float] = Field(default_factory=dict, description="Root parameters (others: defaults).")
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    budget: BudgetConfig
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+def _one_line(e: ValidationError, where: str) -> str:
+    err = e.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    value = err.get("input")
+    shown = "missing" if err["type"] == "missing" else f"{value!r}"
+    msg = err["msg"].replace("Value error, ", "")
+    return f"{where}{field}={shown} is not allowed: {msg}"
+
+
+def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}expected a mapping with task, budget and search")
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, where)) from None
+    _check_semantics(cfg, where)
+    return cfg
+
+
+def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
+    from llmzero.space import SpaceError
+    from llmzero.tasks import TaskError, get_task, task_space
+
+    try:
+        task = get_task(cfg.task.name, difficulty=cfg.task.difficulty, data_seed=cfg.task.data_seed,
+                        config=cfg.task.config)
+        space = task_space(task)
+        space.validate(cfg.params, where="params.")
+        for name, values in cfg.search.grid.items():
+            for v in values:
+                space.validate({name: v}, where="search.grid.")
+        for name in cfg.search.pbt.params:
+            space[name]
+    except (TaskError, SpaceError) as e:
+        raise ConfigError(f"{where}{e}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read an experiment file and apply dotted overrides (``{"search.method": "grid"}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path.name}: does not parse as YAML{at}: {getattr(e, 'problem', e)}") from None
+    raw = raw if isinstance(raw, dict) else raw
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *head, last = dotted.split(".")
+        for k in head:
+            node = node.setdefault(k, {})
+        node[last] = value
+    return parse_config(raw, where=f"{path.name}: ")

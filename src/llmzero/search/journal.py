@@ -1,0 +1,78 @@
+"""The journal: an append-only SQLite log of everything a search does; the truth it resumes from.
+
+Event kinds: run_started, root, node_created, stage_started, stage_requeued, stage_finished,
+stage_failed, node_pruned, proposal (with its full input and output), best_changed,
+checkpoint_deleted, test_scored, run_finished. Each append is its own committed transaction, so a
+search killed at any moment leaves a journal that replays to the tree as it was at its last event.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from llmzero.search.tree import Tree
+
+SCHEMA_VERSION = 1
+
+
+class JournalError(ValueError):
+    """A journal that cannot be opened or read; one line naming the problem."""
+
+
+class Journal:
+    def __init__(self, path: str | Path, *, create: bool = False):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise JournalError(f"journal {str(self.path)!r} does not exist")
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: one event, one commit
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                            "ts REAL NOT NULL, kind TEXT NOT NULL, node_id TEXT, payload TEXT NOT NULL)")
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise JournalError(f"journal {str(self.path)!r} is not a readable SQLite file ({e})") from None
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise JournalError(f"journal {str(self.path)!r} has schema version {row[0]}; this llmzero reads "
+                               f"version {SCHEMA_VERSION}")
+
+    def append(self, kind: str, node_id: str | None = None, payload: dict[str, Any] | None = None) -> None:
+        self.db.execute("INSERT INTO events (ts, kind, node_id, payload) VALUES (?, ?, ?, ?)",
+                        (time.time(), kind, node_id, json.dumps(payload or {}, default=str)))
+
+    def events(self, kind: str | None = None) -> Iterator[tuple[int, float, str, str | None, dict[str, Any]]]:
+        q = "SELECT seq, ts, kind, node_id, payload FROM events"
+        rows = self.db.execute(q + (" WHERE kind=? ORDER BY seq" if kind else " ORDER BY seq"),
+                               (kind,) if kind else ())
+        for seq, ts, k, node_id, payload in rows:
+            yield seq, ts, k, node_id, json.loads(payload)
+
+    def replay(self) -> Tree:
+        tree = Tree()
+        for _, _, kind, node_id, payload in self.events():
+            tree.apply(kind, node_id, payload)
+        return tree
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Recorder:
+    """Appends an event to the journal and applies it to the live tree, in that order."""
+
+    def __init__(self, journal: Journal, tree: Tree):
+        self.journal, self.tree = journal, tree
+
+    def __call__(self, kind: str, node_id: str | None = None, payload: dict[str, Any] | None = None) -> None:
+        payload = json.loads(json.dumps(payload or {}, default=str))  # the tree sees exactly what replay sees
+        self.journal.append(kind, node_id, payload)
+        self.tree.apply(kind, node_id, payload)

@@ -1,0 +1,325 @@
+"""The search loop: ask the method for stages, run them in the worker pool, tell the results back.
+
+Everything goes through the journal first (``Recorder``), so a search killed at any moment resumes
+by replaying it: stages that were in flight are trained again, nothing else is.
+
+Stages run in synchronous batches of up to ``workers`` stages, and their results are recorded in
+submission order: the tree depends on the config and the seed only, never on which worker finished
+first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmzero.config import ExperimentConfig
+from llmzero.search.journal import Journal, JournalError, Recorder
+from llmzero.search.methods import SearchContext, StageSpec, get_method
+from llmzero.search.tree import ROOT, Node, NodeState, Tree
+from llmzero.strategy import Stage, StageMode, Strategy
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "journal.sqlite"
+MAX_FAILURES_IN_A_ROW = 8  # a method whose stages keep failing is stopped, not looped forever
+MIN_STAGE_SHARE = 0.2  # a stage shortened to fit the budget must keep at least this share of its steps
+
+
+@dataclass
+class Status:
+    """What the live view shows."""
+
+    spent: int
+    total: int
+    nodes: int
+    running: list[str]
+    best_id: str | None
+    best_val: float | None
+    base_val: float | None
+    failed: int
+    pruned: int
+    message: str = ""
+
+
+def node_seed(seed: int, node_id: str) -> int:
+    return zlib.crc32(f"{seed}:{node_id}".encode()) % (2**31)
+
+
+class SearchRun:
+    def __init__(self, cfg: ExperimentConfig | None, out: str | Path, *, resume: bool = False,
+                 workers: int | None = None):
+        """A new run (``cfg`` given) or a resumed one (``resume=True``: the config comes from the journal)."""
+        self.out = Path(out)
+        if resume:
+            self.journal = Journal(self.out / JOURNAL)
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.journal = Journal(self.out / JOURNAL, create=True)
+        self.tree = self.journal.replay()
+        if resume:
+            if not self.tree.meta:
+                raise JournalError(f"journal in {str(self.out)!r} holds no run")
+            from llmzero.config import parse_config
+
+            cfg = parse_config(self.tree.meta["config"])
+        if cfg is None:
+            raise ValueError("a new search needs a config")
+        self.cfg = cfg
+        self.workers = workers or cfg.executor.workers
+        self.record = Recorder(self.journal, self.tree)
+        from llmzero.tasks import TaskSpec, Sizes, task_space
+
+        t = self.cfg.task
+        self.task_spec = TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed,
+                                  tuple(sorted(t.config.items())))
+        self.task = self.task_spec.build()
+        self.space = task_space(self.task)
+        self.method = get_method(self.cfg.search.method)
+        proposer = None
+        if self.cfg.search.method in ("mcts", "skill"):
+            from llmzero.agents import get_proposer
+
+            proposer = get_proposer("skill" if self.cfg.search.method == "skill" else self.cfg.search.proposer)
+        self.ctx = SearchContext(cfg=self.cfg, space=self.space, proposer=proposer)
+        self.base_dir: str | None = self.tree.meta.get("base_dir")
+        self.t0 = time.time()  # wall time counts this process only (a resumed run starts again at 0)
+
+    # -- set-up -----------------------------------------------------------------------------------------
+
+    def _start(self, progress: Callable[[str], None]) -> None:
+        from llmzero.models.base import build_base, check_model_dir
+        from llmzero.models.tiny import PRESETS
+        from llmzero.training.evaluate import evaluate_checkpoint
+
+        if self.tree.meta:
+            return
+        if self.cfg.model in PRESETS:
+            progress("building the base model (SFT warm start; cached after the first time)")
+            base = build_base(self.task, self.cfg.model, self.cfg.base_seed)
+            base_dir = base.path
+        else:
+            base_dir = str(check_model_dir(self.cfg.model).resolve())
+        params = self.space.validate(self.cfg.params)
+        progress("scoring the base model on the validation split")
+        base_val = evaluate_checkpoint(self.task, base_dir, "val", int(params["max_completion_length"]))
+        self.record("run_started", None, {"config": self.cfg.model_dump(mode="json"), "base_dir": base_dir})
+        self.record("root", ROOT, {"params": params, "val_score": base_val})
+        self.base_dir = base_dir
+
+    def _requeue_in_flight(self) -> None:
+        for n in self.tree.in_state(NodeState.RUNNING, NodeState.PENDING):
+            d = self.out / "nodes" / n.id
+            shutil.rmtree(d, ignore_errors=True)  # published just before the kill but not journaled
+            for tmp in d.parent.glob(f"{n.id}.tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            if n.state is NodeState.RUNNING:
+                self.record("stage_requeued", n.id, {})
+
+    # -- budget -------------------------------------------------------------------------------------------
+
+    def tokens_per_step(self) -> float:
+        done = [n for n in self.tree.stages() if n.cost.get("steps")]
+        if done:
+            return sum(n.compute for n in done) / sum(n.cost["steps"] for n in done)
+        p = self.tree.root.params
+        return self.cfg.training.prompts_per_step * p["num_generations"] * p["max_completion_length"] * 0.6
+
+    def _fit(self, specs: list[StageSpec]) -> list[tuple[StageSpec, int]]:
+        """Give each stage its steps, shortening the last ones so that no method overspends."""
+        per_step = self.tokens_per_step()
+        left = self.cfg.budget.compute - self.tree.spent()
+        out = []
+        for spec in specs:
+            steps = self.cfg.search.steps_per_stage
+            if steps * per_step > left:
+                steps = int(left // per_step)
+            if steps < max(1, round(MIN_STAGE_SHARE * self.cfg.search.steps_per_stage)):
+                break
+            left -= steps * per_step
+            out.append((spec, steps))
+        return out
+
+    # -- the loop ---------------------------------------------------------------------------------------
+
+    def run(self, on_status: Callable[[Status], None] | None = None) -> dict[str, Any]:
+        from llmzero.execution import LocalPool, RunnerSpec
+
+        def say(msg: str) -> None:
+            if on_status is not None:
+                on_status(self.status(msg))
+
+        self._start(say)
+        self._requeue_in_flight()
+        runner = RunnerSpec(self.task_spec, self.base_dir, _settings(self.cfg))
+        failures = 0
+        stop_reason = "budget spent"
+        with LocalPool(self.workers) as pool:
+            while True:
+                if self.cfg.budget.wall_seconds and self.elapsed() >= self.cfg.budget.wall_seconds:
+                    stop_reason = "wall-clock limit"
+                    break
+                pending = sorted(self.tree.in_state(NodeState.PENDING), key=lambda n: int(n.id[1:]))
+                if not pending:
+                    self.ctx.budget_left = max(0.0, 1 - self.tree.spent() / self.cfg.budget.compute)
+                    fitted = self._fit(self.method.ask(self.tree, self.workers, self.ctx))
+                    if not fitted:
+                        stop_reason = ("budget spent" if self.tree.spent() >= 0.8 * self.cfg.budget.compute
+                                       else "nothing left to expand")
+                        break
+                    pending = [self._create(spec, steps) for spec, steps in fitted]
+                batch = pending[: self.workers]
+                futures = []
+                for n in batch:
+                    self.record("stage_started", n.id, {})
+                    parent = None if n.parent_id == ROOT else self.tree.nodes[n.parent_id].checkpoint
+                    stage = Stage(n.params, n.steps, StageMode(n.mode), n.seed)
+                    futures.append(pool.submit(runner, parent, stage, str(self.out / "nodes" / n.id), n.seed))
+                say(f"training {', '.join(n.id for n in batch)}")
+                for n, fut in zip(batch, futures):
+                    res = fut.result()
+                    failures = 0 if res.ok else failures + 1
+                    self._tell(n, res)
+                self._collect_garbage()
+                say("")
+                if failures >= MAX_FAILURES_IN_A_ROW:
+                    stop_reason = f"{failures} stages failed in a row"
+                    break
+        return self._finish(stop_reason, say)
+
+    def _create(self, spec: StageSpec, steps: int) -> Node:
+        node_id = f"n{len(self.tree.nodes)}"
+        parent = self.tree.nodes[spec.parent_id]
+        if spec.proposal_record is not None:
+            self.record("proposal", spec.parent_id, spec.proposal_record)
+        self.record("node_created", node_id, {
+            "parent_id": spec.parent_id, "depth": parent.depth + 1, "params": spec.params, "steps": steps,
+            "mode": spec.mode, "seed": node_seed(self.cfg.seed, node_id), "chain": spec.chain,
+            "transition": spec.transition(parent.params)})
+        return self.tree.nodes[node_id]
+
+    def _tell(self, n: Node, res) -> None:
+        payload = {"history": res.history, "val_score": res.val_score, "cost": res.cost.__dict__,
+                   "checkpoint": res.checkpoint, "error": res.error, "steps": res.cost.steps or n.steps,
+                   "val_samples": res.val_samples}
+        self.record("stage_finished" if res.ok else "stage_failed", n.id, payload)
+        es = self.cfg.search.early_stop
+        if res.ok and es.enabled and n.depth >= es.min_depth:
+            best = self.tree.best_at_depth(n.depth)
+            if best is not None and res.val_score < best - es.margin:
+                remaining = self.cfg.search.depth - n.depth
+                saved = int(remaining * self.cfg.search.steps_per_stage * self.tokens_per_step())
+                self.record("node_pruned", n.id, {"reason": f"val {res.val_score:.3f} < best at depth {n.depth} "
+                                                  f"{best:.3f} - {es.margin}", "saved_compute": saved})
+        best = self.tree.best()
+        if best is not None and best.id != self.tree.best_id:
+            self.record("best_changed", best.id, {"val_score": best.val_score})
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+
+    def needed_checkpoints(self) -> set[str]:
+        """Nodes whose checkpoints must stay: the best path, the top k, what the method may still
+        expand, the parents of pending or running stages, and the KL references of all of those."""
+        keep: set[str] = set()
+        best = self.tree.best()
+        if best is not None:
+            keep |= {n.id for n in self.tree.path(best.id)}
+        scored = sorted((n for n in self.tree.stages() if n.val_score is not None and n.checkpoint),
+                        key=lambda n: -n.val_score)
+        keep |= {n.id for n in scored[: self.cfg.storage.keep_top_k]}
+        keep |= self.method.expandable(self.tree, self.ctx)
+        keep |= {n.parent_id for n in self.tree.in_state(NodeState.PENDING, NodeState.RUNNING)}
+        by_path = {n.checkpoint: n.id for n in self.tree.stages() if n.checkpoint}
+        from llmzero.training import read_stage_info
+
+        for node_id in list(keep):
+            n = self.tree.nodes.get(node_id)
+            if n is None or not n.checkpoint or n.deleted:
+                continue
+            try:
+                ref = read_stage_info(n.checkpoint).get("reference")
+            except ValueError:
+                continue
+            if ref in by_path:
+                keep.add(by_path[ref])
+        keep.discard(ROOT)
+        return keep
+
+    def _collect_garbage(self) -> None:
+        keep = self.needed_checkpoints()
+        for n in self.tree.stages():
+            if n.checkpoint and not n.deleted and n.id not in keep:
+                shutil.rmtree(n.checkpoint, ignore_errors=True)
+                self.record("checkpoint_deleted", n.id, {})
+
+    def disk_bytes(self) -> int:
+        root = self.out / "nodes"
+        return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+    # -- results ------------------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+    def strategy(self, node_id: str) -> Strategy:
+        stages = tuple(Stage(n.params, n.steps, StageMode(n.mode), n.seed) for n in self.tree.path(node_id)[1:])
+        return Strategy(stages, meta={"task": self.cfg.task.name, "method": self.cfg.search.method,
+                                      "model": self.cfg.model, "base_seed": self.cfg.base_seed,
+                                      "node": node_id, "val_score": self.tree.nodes[node_id].val_score})
+
+    def status(self, message: str = "") -> Status:
+        best = self.tree.best()
+        return Status(spent=self.tree.spent(), total=self.cfg.budget.compute, nodes=len(self.tree.stages()),
+                      running=[n.id for n in self.tree.in_state(NodeState.RUNNING)],
+                      best_id=best.id if best else None, best_val=best.val_score if best else None,
+                      base_val=self.tree.root.val_score, failed=len(self.tree.in_state(NodeState.FAILED)),
+                      pruned=len(self.tree.in_state(NodeState.PRUNED)), message=message)
+
+    def _finish(self, stop_reason: str, say: Callable[[str], None]) -> dict[str, Any]:
+        from llmzero.training.evaluate import evaluate_checkpoint
+
+        best = self.tree.best()
+        scored = [p for _, _, _, _, p in self.journal.events("test_scored")]
+        test = base_test = None
+        if scored and best is not None and scored[-1]["node"] == best.id:
+            test, base_test = scored[-1]["test_score"], scored[-1]["base_test_score"]
+        elif best is not None:
+            say(f"scoring the best node {best.id} on the test split (once)")
+            test = evaluate_checkpoint(self.task, best.checkpoint, "test", int(best.params["max_completion_length"]))
+            base_test = evaluate_checkpoint(self.task, self.base_dir, "test",
+                                            int(self.tree.root.params["max_completion_length"]))
+            self.record("test_scored", best.id, {"node": best.id, "test_score": test, "base_test_score": base_test})
+        strategy = self.strategy(best.id) if best is not None else None
+        if strategy is not None:
+            strategy.save(self.out / "strategy.yaml")
+        summary = {
+            "run": str(self.out), "method": self.cfg.search.method, "task": self.cfg.task.name,
+            "best_node": best.id if best else None, "best_val": best.val_score if best else None,
+            "base_val": self.tree.root.val_score, "test_score": test, "base_test_score": base_test,
+            "relative_improvement": (test / base_test - 1) if test is not None and base_test else None,
+            "budget_spent": self.tree.spent(), "budget_total": self.cfg.budget.compute,
+            "nodes": len(self.tree.stages()), "failed": len(self.tree.in_state(NodeState.FAILED)),
+            "pruned": len(self.tree.in_state(NodeState.PRUNED)), "pruned_savings": self.tree.pruned_savings,
+            "stop_reason": stop_reason, "wall_seconds": round(self.elapsed(), 1), "disk_bytes": self.disk_bytes(),
+            "strategy": [s.to_dict() for s in strategy.stages] if strategy else [],
+        }
+        self.record("run_finished", None, summary)
+        import json
+
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def _settings(cfg: ExperimentConfig):
+    from llmzero.training.grpo import TrainingSettings
+
+    return TrainingSettings(prompts_per_step=cfg.training.prompts_per_step)

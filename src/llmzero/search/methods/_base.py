@@ -1,0 +1,95 @@
+"""The Method contract: which stages to run next.
+
+``Method.ask(tree, n, ctx)`` is called by the search loop whenever workers are free, with the tree
+as the journal has it; it returns at most ``n`` new stages (a parent, full parameters, a reason).
+It never trains and never writes: the loop records the stages as nodes, runs them, and the results
+reach the method through the tree on the next ``ask``. ``expandable(tree, ctx)`` names the nodes the
+method may still grow from, so that garbage collection keeps their checkpoints.
+
+Randomness comes from ``ctx.rng(tree)``, a generator seeded by the run's seed and the tree's size:
+the same config and seed give the same tree, and a resumed search draws what the first one would
+have drawn.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llmzero.agents._base import ProposalContext, Proposer
+from llmzero.config import ExperimentConfig
+from llmzero.search.tree import NodeState, Tree
+from llmzero.space import Space, Transition, Value
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    parent_id: str
+    params: dict[str, Value]
+    reason: str
+    proposed_by: str
+    mode: str = "continue"
+    chain: int | None = None
+    repairs: tuple = ()
+    findings: tuple[str, ...] = ()
+    proposal_record: dict[str, Any] | None = None  # the proposer's full input and output, for the journal
+
+    def transition(self, parent_params: dict[str, Value]) -> dict[str, Any]:
+        t = Transition.between(parent_params, self.params, reason=self.reason, proposed_by=self.proposed_by,
+                               repairs=self.repairs)
+        d = t.to_dict()
+        d["findings"] = list(self.findings)
+        return d
+
+
+@dataclass
+class SearchContext:
+    cfg: ExperimentConfig
+    space: Space
+    proposer: Proposer | None = None
+    budget_left: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rng(self, tree: Tree, salt: str = "") -> random.Random:
+        return random.Random(f"{self.cfg.seed}:{len(tree.nodes)}:{salt}")
+
+    def proposal_context(self, tree: Tree, node_id: str) -> ProposalContext:
+        node = tree.nodes[node_id]
+        best = tree.best()
+        return ProposalContext(
+            space=self.space, node=node.view(), path=tuple(n.view() for n in tree.path(node_id)),
+            siblings=tuple(tree.nodes[c].view() for c in node.children),
+            best_val=best.val_score if best else tree.root.val_score, budget_left=self.budget_left,
+            max_depth=self.cfg.search.depth)
+
+
+class Method(Protocol):
+    name: str
+
+    def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+        """At most ``n`` stages to run now; [] when the method has nothing to run until results come."""
+
+    def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
+        """Nodes this method may still train children from."""
+
+
+def usable(tree: Tree, node_id: str) -> bool:
+    """A node whose checkpoint children can start from: complete (the root is the base model)."""
+    return tree.nodes[node_id].state is NodeState.COMPLETE
+
+
+def propose_specs(ctx: SearchContext, tree: Tree, node_id: str, k: int, proposer: Proposer,
+                  rng: random.Random) -> list[StageSpec]:
+    pctx = ctx.proposal_context(tree, node_id)
+    proposals = proposer.propose(pctx, k, rng)[:k]
+    record = {"proposer": proposer.name, "node": node_id, "k": k,
+              "input": {"node": pctx.node.__dict__ | {"history": f"{len(pctx.node.history)} rows"},
+                        "path": [v.id for v in pctx.path], "siblings": [v.id for v in pctx.siblings],
+                        "best_val": pctx.best_val, "budget_left": pctx.budget_left},
+              "output": [{"params": p.params, "reason": p.reason, "findings": list(p.findings),
+                          "repairs": [r.__dict__ for r in p.repairs]} for p in proposals]}
+    return [StageSpec(parent_id=node_id, params=dict(p.params), reason=p.reason, proposed_by=p.proposed_by,
+                      mode=p.mode.value, repairs=p.repairs, findings=p.findings,
+                      proposal_record=record if i == 0 else None)
+            for i, p in enumerate(proposals)]

@@ -1,0 +1,96 @@
+"""Methods that train whole chains (root to depth D): fixed, grid and random search.
+
+A chain is one full-length run. Its next stage starts once its last stage has finished; a chain
+ends at the configured depth, on a failure, or when early stopping prunes it. New chains start
+while the budget lasts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from llmzero.search.methods._base import SearchContext, StageSpec
+from llmzero.search.tree import ROOT, Node, NodeState, Tree
+from llmzero.space import Value
+
+
+def _chains(tree: Tree) -> dict[int, Node]:
+    """The last node of every chain."""
+    last: dict[int, Node] = {}
+    for n in tree.stages():
+        if n.chain is not None and (n.chain not in last or n.depth > last[n.chain].depth):
+            last[n.chain] = n
+    return last
+
+
+class Chains:
+    """``first(chain, ctx, tree)`` gives a new chain's parameters (None: no more chains) and
+    ``next_(node, ctx, tree)`` the parameters of a chain's next stage."""
+
+    def __init__(self, name: str, first: Callable[[int, SearchContext, Tree], tuple[dict[str, Value], str] | None],
+                 next_: Callable[[Node, SearchContext, Tree], tuple[dict[str, Value], str]]):
+        self.name, self.first, self.next_ = name, first, next_
+
+    def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+        specs: list[StageSpec] = []
+        last = _chains(tree)
+        for c, node in sorted(last.items()):
+            if len(specs) >= n:
+                return specs
+            if node.state is NodeState.COMPLETE and node.depth < ctx.cfg.search.depth:
+                params, reason = self.next_(node, ctx, tree)
+                specs.append(StageSpec(parent_id=node.id, params=params, reason=reason, proposed_by=self.name,
+                                       chain=c))
+        c = max(last, default=-1) + 1
+        while len(specs) < n:
+            got = self.first(c, ctx, tree)
+            if got is None:
+                break
+            params, reason = got
+            specs.append(StageSpec(parent_id=ROOT, params=params, reason=reason, proposed_by=self.name, chain=c))
+            c += 1
+        return specs
+
+    def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
+        return {n.id for n in _chains(tree).values()
+                if n.state is NodeState.COMPLETE and n.depth < ctx.cfg.search.depth}
+
+
+def fixed() -> Chains:
+    """The default schedule, repeated with fresh seeds while the budget lasts; best by validation."""
+    return Chains("fixed",
+                  first=lambda c, ctx, tree: (dict(tree.root.params), f"default schedule, run {c + 1}"),
+                  next_=lambda node, ctx, tree: (dict(node.params), "default schedule: next stage"))
+
+
+def grid() -> Chains:
+    """Static configurations over the product of ``search.grid``, each trained for the full depth."""
+
+    def configs(ctx: SearchContext, tree: Tree) -> list[dict[str, Value]]:
+        g = ctx.cfg.search.grid
+        return [{**tree.root.params, **dict(zip(g, values))} for values in itertools.product(*g.values())]
+
+    def first(c: int, ctx: SearchContext, tree: Tree):
+        cs = configs(ctx, tree)
+        if c >= len(cs):
+            return None
+        shown = ", ".join(f"{k}={cs[c][k]:g}" for k in ctx.cfg.search.grid)
+        return cs[c], f"grid configuration {c + 1}/{len(cs)}: {shown}"
+
+    return Chains("grid", first=first, next_=lambda node, ctx, tree: (dict(node.params), "static configuration"))
+
+
+def random_search() -> Chains:
+    """Random per-stage schedules: every stage's parameters drawn by the random proposer."""
+    from llmzero.agents import RandomProposer
+
+    proposer = RandomProposer()
+
+    def draw(node_id: str, ctx: SearchContext, tree: Tree, salt: str) -> tuple[dict[str, Value], str]:
+        p = proposer.propose(ctx.proposal_context(tree, node_id), 1, ctx.rng(tree, salt))[0]
+        return dict(p.params), p.reason or "random parameters"
+
+    return Chains("random",
+                  first=lambda c, ctx, tree: draw(ROOT, ctx, tree, f"chain{c}"),
+                  next_=lambda node, ctx, tree: draw(node.id, ctx, tree, node.id))

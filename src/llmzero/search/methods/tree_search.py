@@ -1,0 +1,88 @@
+"""Tree-growing methods: MCTS (UCT over backed-up values) and the skill agent's best-first search."""
+
+from __future__ import annotations
+
+import math
+
+from llmzero.search.methods._base import SearchContext, StageSpec, propose_specs, usable
+from llmzero.search.tree import ROOT, NodeState, Tree
+from llmzero.search.uct import backed_up_values, select_child
+
+
+def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int]) -> int:
+    """How many more children ``node_id`` may get."""
+    node = tree.nodes[node_id]
+    if not usable(tree, node_id) or node.depth >= ctx.cfg.search.depth:
+        return 0
+    return ctx.cfg.search.max_children - len(node.children) - planned.get(node_id, 0)
+
+
+class MCTS:
+    """UCT selection with progressive widening: a node may have ``1 + floor(sqrt(visits))`` children
+    (at most ``max_children``); below that it is expanded, otherwise the search descends into the
+    child with the best UCT score. Children come from the proposer, ``branching`` at a time."""
+
+    name = "mcts"
+
+    def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+        specs: list[StageSpec] = []
+        planned: dict[str, int] = {}
+        s = ctx.cfg.search
+        while len(specs) < n:
+            own = {i: nd.val_score for i, nd in tree.nodes.items() if nd.state in (NodeState.COMPLETE,)}
+            children = {i: [c for c in nd.children if tree.nodes[c].state is NodeState.COMPLETE]
+                        for i, nd in tree.nodes.items()}
+            values, visits = backed_up_values(children, own, ROOT, s.backup)
+            target = self._select(tree, ROOT, ctx, planned, children, values, visits)
+            if target is None:
+                break
+            k = min(s.branching, n - len(specs), _room(tree, target, ctx, planned))
+            new = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
+            if not new:
+                break
+            planned[target] = planned.get(target, 0) + len(new)
+            specs += new
+        return specs
+
+    def _select(self, tree, node_id, ctx, planned, children, values, visits) -> str | None:
+        node = tree.nodes[node_id]
+        width = min(ctx.cfg.search.max_children, 1 + math.isqrt(max(visits.get(node_id, 0), 0)))
+        if _room(tree, node_id, ctx, planned) > 0 and len(node.children) + planned.get(node_id, 0) < width:
+            return node_id
+        candidates = list(children.get(node_id, []))
+        while candidates:
+            c = select_child(candidates, values, visits, visits.get(node_id, 1), ctx.cfg.search.exploration)
+            found = self._select(tree, c, ctx, planned, children, values, visits)
+            if found is not None:
+                return found
+            candidates.remove(c)
+        return node_id if _room(tree, node_id, ctx, planned) > 0 else None
+
+    def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
+        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}) > 0}
+
+
+class BestFirst:
+    """The skill-based agent's search: always grow the best node so far (by validation score)."""
+
+    name = "skill"
+
+    def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+        specs: list[StageSpec] = []
+        planned: dict[str, int] = {}
+        while len(specs) < n:
+            ranked = sorted((nd for nd in tree.nodes.values() if _room(tree, nd.id, ctx, planned) > 0),
+                            key=lambda nd: -(nd.val_score if nd.val_score is not None else -1))
+            if not ranked:
+                break
+            target = ranked[0].id
+            k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
+            new = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
+            if not new:
+                break
+            planned[target] = planned.get(target, 0) + len(new)
+            specs += new
+        return specs
+
+    def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
+        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}) > 0}

@@ -1,0 +1,194 @@
+"""Real searches with a tiny model: every method, one budget, determinism, resume after kill -9,
+checkpoint garbage collection and replay of the exported strategy."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmzero.config import METHODS, ConfigError, load_config, parse_config
+from llmzero.search import JOURNAL, Journal, NodeState, SearchRun
+
+pytestmark = pytest.mark.slow
+
+BUDGET = 6000  # generated tokens: about ten 4-step stages of the xs model
+
+
+def config(xs_base, **search) -> dict:
+    return {
+        "task": {"name": "number_sorting"},
+        "model": xs_base.path,
+        "seed": 1,
+        "params": {"num_generations": 4},
+        "training": {"prompts_per_step": 4},
+        "search": {"depth": 2, "steps_per_stage": 4, "branching": 2, "max_children": 3,
+                   "grid": {"learning_rate": [1e-4, 3e-4, 1e-3], "entropy_coef": [0.0, 0.01]},
+                   "pbt": {"population": 3}, **search},
+        "budget": {"compute": BUDGET},
+        "executor": {"workers": 1},
+    }
+
+
+def run(cfg: dict, out: Path, workers=None) -> tuple[dict, SearchRun]:
+    r = SearchRun(parse_config(cfg), out, workers=workers)
+    summary = r.run()
+    r.close()
+    return summary, r
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_spends_the_same_budget(method, xs_base, tmp_path):
+    summary, r = run(config(xs_base, method=method), tmp_path / method)
+    assert abs(summary["budget_spent"] - BUDGET) <= 0.05 * BUDGET, summary
+    assert summary["nodes"] >= 4 and summary["best_node"] is not None
+    for key in ("run", "method", "best_node", "best_val", "test_score", "base_test_score", "budget_spent",
+                "budget_total", "nodes", "failed", "pruned", "wall_seconds", "strategy"):
+        assert key in summary
+    assert 0 <= summary["test_score"] <= 1 and summary["strategy"]
+    tree = Journal(tmp_path / method / JOURNAL).replay()
+    assert tree.signature() == r.tree.signature()  # the journal replays to the live tree
+    events = [k for _, _, k, _, _ in Journal(tmp_path / method / JOURNAL).events()]
+    assert events.count("test_scored") == 1
+    if method in ("mcts", "skill"):
+        assert "proposal" in events
+        assert all(n.transition.get("proposed_by") == "skill" for n in tree.stages())
+    if method == "grid":  # static configurations: a child never changes its parent's parameters
+        for n in tree.stages():
+            if n.depth == 2:
+                assert n.params == tree.nodes[n.parent_id].params
+    # garbage collection kept every checkpoint the search still needs, and deleted the rest
+    for n in tree.stages():
+        if n.checkpoint:
+            assert Path(n.checkpoint).exists() != n.deleted, n.id
+    for node_id in r.needed_checkpoints():
+        assert Path(tree.nodes[node_id].checkpoint).exists()
+    assert all(Path(n.checkpoint).exists() for n in tree.path(summary["best_node"])[1:])
+
+
+def test_same_config_and_seed_give_the_same_tree(xs_base, tmp_path):
+    a, ra = run(config(xs_base, method="mcts"), tmp_path / "a", workers=2)
+    b, rb = run(config(xs_base, method="mcts"), tmp_path / "b", workers=2)
+    assert ra.tree.signature() == rb.tree.signature()
+    assert a["test_score"] == b["test_score"]
+    c, rc = run({**config(xs_base, method="mcts"), "seed": 2}, tmp_path / "c", workers=2)
+    assert rc.tree.signature() != ra.tree.signature()
+
+
+def test_pruning_saves_budget_and_is_reported(xs_base, tmp_path):
+    cfg = config(xs_base, method="random", early_stop={"enabled": True, "margin": 0.0, "min_depth": 1})
+    summary, r = run(cfg, tmp_path / "p")
+    assert summary["pruned"] >= 1 and summary["pruned_savings"] > 0
+    for n in r.tree.in_state(NodeState.PRUNED):
+        assert not n.children  # a pruned branch is never expanded
+
+
+class _Checked(SearchRun):
+    """Garbage collection that proves, after each pass, that nothing needed was deleted."""
+
+    def _collect_garbage(self):
+        super()._collect_garbage()
+        for n in self.tree.in_state(NodeState.PENDING, NodeState.RUNNING):
+            parent = self.tree.nodes[n.parent_id]
+            assert parent.checkpoint is None or Path(parent.checkpoint).exists()
+        for node_id in self.method.expandable(self.tree, self.ctx):
+            assert Path(self.tree.nodes[node_id].checkpoint).exists()
+
+
+def test_gc_never_deletes_a_needed_checkpoint(xs_base, tmp_path):
+    r = _Checked(parse_config(config(xs_base, method="mcts", depth=3)), tmp_path / "gc")
+    summary = r.run()
+    deleted = [n for n in r.tree.stages() if n.deleted]
+    assert deleted, "the test needs a tree where something could be deleted"
+    assert summary["disk_bytes"] > 0
+
+
+def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
+    cfg = config(xs_base, method="mcts")
+    cfg["executor"]["workers"] = 2
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run", "--json"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    finished_before = 0
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (run_dir / JOURNAL).exists():
+            db = sqlite3.connect(run_dir / JOURNAL)
+            finished_before = db.execute("SELECT COUNT(*) FROM events WHERE kind='stage_finished'").fetchone()[0]
+            running = db.execute("SELECT COUNT(*) FROM events WHERE kind='stage_started'").fetchone()[0]
+            db.close()
+            if finished_before >= 2 and running > finished_before:
+                break
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert finished_before >= 2
+    before = Journal(run_dir / JOURNAL).replay()
+    done_before = {n.id for n in before.stages() if n.state in (NodeState.COMPLETE, NodeState.FAILED, NodeState.PRUNED)}
+    in_flight = {n.id for n in before.in_state(NodeState.RUNNING)}
+    assert in_flight and before.finished is None
+
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "--resume", "run", "--json"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert abs(summary["budget_spent"] - BUDGET) <= 0.05 * BUDGET
+    starts: dict[str, int] = {}
+    for _, _, kind, node_id, _ in Journal(run_dir / JOURNAL).events("stage_started"):
+        starts[node_id] = starts.get(node_id, 0) + 1
+    assert all(starts[n] == 1 for n in done_before)  # finished stages were not trained again
+    assert all(starts[n] == 2 for n in in_flight)  # in-flight ones were, once
+    assert all(c == 1 for n, c in starts.items() if n not in in_flight)
+
+
+def test_exported_strategy_replays_to_the_same_validation_score(xs_base, tmp_path):
+    summary, r = run(config(xs_base, method="skill"), tmp_path / "s")
+    best = r.tree.nodes[summary["best_node"]]
+    res = subprocess.run([sys.executable, "-m", "llmzero.cli", "train", "--task", "number_sorting", "--schedule",
+                          str(tmp_path / "s" / "strategy.yaml"), "--model", xs_base.path, "--out", "replay",
+                          "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    replay = json.loads(res.stdout)
+    assert replay["val_scores"][-1] == best.val_score  # same base, parameters and seeds: bit for bit
+    assert replay["test_score"] == summary["test_score"]
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"search": {"method": "annealing"}}, "search.method='annealing'"),
+    ({"search": {"depth": 0}}, "search.depth=0"),
+    ({"budget": {}}, "budget.compute=missing"),
+    ({"params": {"learning_rate": 1.0}}, "params.learning_rate=1"),
+    ({"search": {"grid": {"lr": [1]}}}, "unknown parameter 'lr'"),
+    ({"task": {"name": "nope"}}, "unknown task 'nope'"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_config_names_field_value_and_allowed(override, words):
+    raw = {"task": {"name": "countdown"}, "budget": {"compute": 1000}}
+    raw.update(override)
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_bad_search_input_exits_2(tmp_path):
+    (tmp_path / "c.yaml").write_text("task: {name: countdown}\nbudget: {compute: -5}\n")
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "r"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "budget.compute=-5" in r.stderr
+    assert not (tmp_path / "r").exists()
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "--resume", "nowhere"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no journal.sqlite" in r.stderr
+
+
+def test_example_configs_are_valid():
+    for path in Path(__file__).parent.parent.glob("examples/*.yaml"):
+        cfg = load_config(path)
+        assert cfg.budget.compute > 0
