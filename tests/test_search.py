@@ -102,7 +102,8 @@ class _Checked(SearchRun):
 
 
 def test_gc_never_deletes_a_needed_checkpoint(xs_base, tmp_path):
-    r = _Checked(parse_config(config(xs_base, method="mcts", depth=3)), tmp_path / "gc")
+    cfg = {**config(xs_base, method="mcts", depth=2, max_children=2), "storage": {"keep_top_k": 1}}
+    r = _Checked(parse_config(cfg), tmp_path / "gc")
     summary = r.run()
     deleted = [n for n in r.tree.stages() if n.deleted]
     assert deleted, "the test needs a tree where something could be deleted"
@@ -115,10 +116,11 @@ def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run", "--json"]
-    p = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = (tmp_path / "search.log").open("w")
+    p = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     finished_before = 0
-    while time.time() < deadline:
+    while time.time() < deadline and p.poll() is None:
         time.sleep(0.5)
         if (run_dir / JOURNAL).exists():
             db = sqlite3.connect(run_dir / JOURNAL)
@@ -129,7 +131,7 @@ def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
                 break
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    assert finished_before >= 2
+    assert finished_before >= 2, (tmp_path / "search.log").read_text()[-2000:]
     before = Journal(run_dir / JOURNAL).replay()
     done_before = {n.id for n in before.stages() if n.state in (NodeState.COMPLETE, NodeState.FAILED, NodeState.PRUNED)}
     in_flight = {n.id for n in before.in_state(NodeState.RUNNING)}

@@ -278,7 +278,7 @@ class SearchRun:
         return Status(spent=self.tree.spent(), total=self.cfg.budget.compute, nodes=len(self.tree.stages()),
                       running=[n.id for n in self.tree.in_state(NodeState.RUNNING)],
                       best_id=best.id if best else None, best_val=best.val_score if best else None,
-                      base_val=self.tree.root.val_score, failed=len(self.tree.in_state(NodeState.FAILED)),
+                      base_val=self.tree.root.val_score if ROOT in self.tree.nodes else None, failed=len(self.tree.in_state(NodeState.FAILED)),
                       pruned=len(self.tree.in_state(NodeState.PRUNED)), message=message)
 
     def _finish(self, stop_reason: str, say: Callable[[str], None]) -> dict[str, Any]:

@@ -85,5 +85,9 @@ class PBT:
         members = self._members(tree)
         if not members:
             return set()
+        # Donors of the generation being formed sit at depth g; members already past it continue
+        # from their own latest node.
         g = min(max(d) for d in members.values())
-        return {nodes[g].id for nodes in members.values() if g in nodes and nodes[g].state is NodeState.COMPLETE}
+        keep = {nodes[g].id for nodes in members.values() if g in nodes}
+        keep |= {nodes[max(nodes)].id for nodes in members.values()}
+        return {i for i in keep if tree.nodes[i].state is NodeState.COMPLETE}
