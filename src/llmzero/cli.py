@@ -141,6 +141,13 @@ def train_cmd(
         check_checkpoint(parent, strategy.stages[0].mode)
     if workers < 0:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 0")
+    from llmzero.config import TrainingConfig, one_line
+    from pydantic import ValidationError
+
+    try:  # a strategy exported by a search carries the fixed training settings it was found with
+        training = TrainingConfig.model_validate(strategy.meta.get("training", {}))
+    except ValidationError as e:
+        raise BadInput(f"{schedule.name}: {one_line(e, 'training.')}") from None
     if out_dir.exists() and any(out_dir.iterdir()):
         raise BadInput(f"out={str(out_dir)!r} is not allowed: the directory exists and is not empty "
                        "(results are never overwritten)")
@@ -157,7 +164,9 @@ def train_cmd(
     results: list[dict[str, Any]] = []
     with _progress() as progress, LocalPool(workers) as pool:
         base_dir, base_test = _base(spec, model, seed, progress)
-        runner = RunnerSpec(spec, base_dir)
+        from llmzero.training.grpo import TrainingSettings
+
+        runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=training.prompts_per_step))
         for i, stage in enumerate(strategy.stages):
             tid = progress.add_task(f"stage {i + 1}/{len(strategy.stages)}: {stage.steps} GRPO steps", total=None)
             stage_seed = stage.seed if stage.seed is not None else seed + i

@@ -111,7 +111,8 @@ class ExperimentConfig(_Model):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
-def _one_line(e: ValidationError, where: str) -> str:
+def one_line(e: ValidationError, where: str) -> str:
+    """A pydantic error as one line: field, value, what is allowed."""
     err = e.errors()[0]
     field = ".".join(str(p) for p in err["loc"])
     value = err.get("input")
@@ -126,7 +127,7 @@ def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_one_line(e, where)) from None
+        raise ConfigError(one_line(e, where)) from None
     _check_semantics(cfg, where)
     return cfg
 

@@ -271,6 +271,7 @@ class SearchRun:
         stages = tuple(Stage(n.params, n.steps, StageMode(n.mode), n.seed) for n in self.tree.path(node_id)[1:])
         return Strategy(stages, meta={"task": self.cfg.task.name, "method": self.cfg.search.method,
                                       "model": self.cfg.model, "base_seed": self.cfg.base_seed,
+                                      "training": self.cfg.training.model_dump(),
                                       "node": node_id, "val_score": self.tree.nodes[node_id].val_score})
 
     def status(self, message: str = "") -> Status:
