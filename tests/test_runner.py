@@ -157,3 +157,16 @@ def test_failures_are_data(setup, tmp_path):
         assert dead.status == "failed" and "worker" in dead.error
         after = pool.run(rspec, None, stage(space, steps=1), str(tmp_path / "after"), 0)
         assert after.ok, after.error
+
+
+def test_token_limit_ends_a_stage_early_with_a_checkpoint(setup):
+    root, _, _, runner, space, _ = setup
+    full = runner.run_stage(None, stage(space, steps=6), str(root / "tl_full"), seed=0)
+    per_step = full.cost.generated_tokens / 6
+    limit = int(2.5 * per_step)
+    cut = runner.run_stage(None, stage(space, steps=6), str(root / "tl_cut"), seed=0, token_limit=limit)
+    assert cut.ok, cut.error
+    assert 2 <= cut.cost.steps < 6 and cut.end_step == cut.cost.steps
+    assert limit <= cut.cost.generated_tokens <= limit + 2 * per_step  # stops within a step of the cap
+    assert check_checkpoint(cut.checkpoint)["end_step"] == cut.cost.steps
+    assert _strip(cut.history) == _strip(full.history[: cut.cost.steps])  # the same run, cut short

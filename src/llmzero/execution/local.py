@@ -42,17 +42,20 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(threads: int) -> None:
-    t = time.perf_counter()
+    import psutil
+
     from llmzero.runtime import configure_process
 
     configure_process(threads)
     import trl  # noqa: F401 - pay the import here, once per worker
 
-    _WORKER["start_seconds"] = time.perf_counter() - t
+    # From the process's birth: the spawn and every import (most happen while unpickling the task).
+    _WORKER["start_seconds"] = time.time() - psutil.Process().create_time()
     _WORKER["runners"] = {}
 
 
-def _run_in_worker(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
+def _run_in_worker(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
+                   token_limit: int | None = None) -> StageResult:
     phases: dict[str, float] = {}
     if "start_seconds" in _WORKER:  # the first stage of this worker reports its start-up
         phases["worker_start"] = round(_WORKER.pop("start_seconds"), 4)
@@ -63,15 +66,16 @@ def _run_in_worker(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: 
         runner.task.split("val")  # load the held-out splits now, not inside the first stage
         runner.task.split("train")
         phases["task_load"] = round(time.perf_counter() - t, 4)
-    result = runner.run_stage(parent, stage, out_dir, seed)
+    result = runner.run_stage(parent, stage, out_dir, seed, token_limit)
     result.cost.phases = {**phases, **result.cost.phases}
     return result
 
 
-def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
+def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
+                token_limit: int | None = None) -> StageResult:
     if "runners" not in _WORKER:
         _init_worker(1)
-    return _run_in_worker(spec, parent, stage, out_dir, seed)
+    return _run_in_worker(spec, parent, stage, out_dir, seed, token_limit)
 
 
 # -- the pool -----------------------------------------------------------------------------------------
@@ -92,18 +96,19 @@ class LocalPool:
                                              initializer=_init_worker, initargs=(self.threads,))
         return self._pool
 
-    def submit(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> Future:
+    def submit(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
+               token_limit: int | None = None) -> Future:
         """Start a stage; the future resolves to a StageResult (a failed one if the worker died)."""
         if self.workers == 0:
             fut: Future = Future()
-            fut.set_result(_run_inline(spec, parent, stage, out_dir, seed))
+            fut.set_result(_run_inline(spec, parent, stage, out_dir, seed, token_limit))
             return fut
         outer: Future = Future()
         try:
-            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed)
+            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
         except BrokenProcessPool:
             self._reset()
-            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed)
+            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
 
         def done(f: Future) -> None:
             try:
@@ -115,8 +120,9 @@ class LocalPool:
         inner.add_done_callback(done)
         return outer
 
-    def run(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
-        return self.submit(spec, parent, stage, out_dir, seed).result()
+    def run(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
+            token_limit: int | None = None) -> StageResult:
+        return self.submit(spec, parent, stage, out_dir, seed, token_limit).result()
 
     def _reset(self) -> None:
         """Drop a pool whose worker died; the next submit starts a fresh one."""

@@ -124,19 +124,26 @@ class SearchRun:
 
     # -- budget -------------------------------------------------------------------------------------------
 
-    def tokens_per_step(self) -> float:
+    def tokens_per_completion(self) -> float:
+        """Generated tokens per completion so far (before any stage: 60% of the length cap)."""
+        pps = self.cfg.training.prompts_per_step
         done = [n for n in self.tree.stages() if n.cost.get("steps")]
-        if done:
-            return sum(n.compute for n in done) / sum(n.cost["steps"] for n in done)
-        p = self.tree.root.params
-        return self.cfg.training.prompts_per_step * p["num_generations"] * p["max_completion_length"] * 0.6
+        completions = sum(n.cost["steps"] * pps * n.params["num_generations"] for n in done)
+        if completions:
+            return sum(n.compute for n in done) / completions
+        return 0.6 * self.tree.root.params["max_completion_length"]
+
+    def tokens_per_step(self, params: dict | None = None) -> float:
+        """Expected generated tokens per GRPO step of a stage with ``params`` (the group size counts)."""
+        p = params or self.tree.root.params
+        return self.cfg.training.prompts_per_step * p["num_generations"] * self.tokens_per_completion()
 
     def _fit(self, specs: list[StageSpec]) -> list[tuple[StageSpec, int]]:
         """Give each stage its steps, shortening the last ones so that no method overspends."""
-        per_step = self.tokens_per_step()
         left = self.cfg.budget.compute - self.tree.spent()
         out = []
         for spec in specs:
+            per_step = self.tokens_per_step(spec.params)
             steps = self.cfg.search.steps_per_stage
             if steps * per_step > left:
                 steps = int(left // per_step)
@@ -145,6 +152,15 @@ class SearchRun:
             left -= steps * per_step
             out.append((spec, steps))
         return out
+
+    def _token_limits(self, batch: list[Node]) -> list[int]:
+        """Hard caps that keep the batch within what is left of the budget: each stage may spend its
+        expected share plus a proportional part of the slack (a stage whose completions run longer
+        than expected ends early, with its checkpoint, instead of overspending)."""
+        left = max(0, self.cfg.budget.compute - self.tree.spent())
+        expected = [n.steps * self.tokens_per_step(n.params) for n in batch]
+        total = sum(expected) or 1.0
+        return [max(1, int(e * left / total)) for e in expected]
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -176,11 +192,12 @@ class SearchRun:
                     pending = [self._create(spec, steps) for spec, steps in fitted]
                 batch = pending[: self.workers]
                 futures = []
-                for n in batch:
-                    self.record("stage_started", n.id, {})
+                for n, limit in zip(batch, self._token_limits(batch)):
+                    self.record("stage_started", n.id, {"token_limit": limit})
                     parent = None if n.parent_id == ROOT else self.tree.nodes[n.parent_id].checkpoint
                     stage = Stage(n.params, n.steps, StageMode(n.mode), n.seed)
-                    futures.append(pool.submit(runner, parent, stage, str(self.out / "nodes" / n.id), n.seed))
+                    futures.append(pool.submit(runner, parent, stage, str(self.out / "nodes" / n.id), n.seed,
+                                               limit))
                 say(f"training {', '.join(n.id for n in batch)}")
                 for n, fut in zip(batch, futures):
                     res = fut.result()
@@ -214,7 +231,7 @@ class SearchRun:
             best = self.tree.best_at_depth(n.depth)
             if best is not None and res.val_score < best - es.margin:
                 remaining = self.cfg.search.depth - n.depth
-                saved = int(remaining * self.cfg.search.steps_per_stage * self.tokens_per_step())
+                saved = int(remaining * self.cfg.search.steps_per_stage * self.tokens_per_step(n.params))
                 self.record("node_pruned", n.id, {"reason": f"val {res.val_score:.3f} < best at depth {n.depth} "
                                                   f"{best:.3f} - {es.margin}", "saved_compute": saved})
         best = self.tree.best()

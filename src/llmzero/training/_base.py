@@ -66,9 +66,12 @@ class StageResult:
 
 
 class StageRunner(Protocol):
-    def run_stage(self, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
+    def run_stage(self, parent: str | None, stage: Stage, out_dir: str, seed: int,
+                  token_limit: int | None = None) -> StageResult:
         """Train ``stage`` from ``parent`` (a checkpoint written by an earlier stage; None means the
-        base model) into ``out_dir``. Called by an executor, in a worker process."""
+        base model) into ``out_dir``. Called by an executor, in a worker process. With
+        ``token_limit`` the stage ends early, checkpoint and all, once it has generated that many
+        tokens: this is how a search never overspends its budget."""
 
 
 def read_stage_info(path: str | Path) -> dict[str, Any]:

@@ -70,12 +70,13 @@ class GRPOStageRunner:
 
     # -- the contract -----------------------------------------------------------------------------
 
-    def run_stage(self, parent: str | None, stage: Stage, out_dir: str, seed: int) -> StageResult:
+    def run_stage(self, parent: str | None, stage: Stage, out_dir: str, seed: int,
+                  token_limit: int | None = None) -> StageResult:
         result = StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent)
         t0 = _now()
         tmp = Path(f"{out_dir}.tmp-{os.getpid()}")
         try:
-            self._run(parent, stage, Path(out_dir), tmp, seed, result)
+            self._run(parent, stage, Path(out_dir), tmp, seed, result, token_limit)
             result.status = "complete"
         except Exception as e:  # failure is data: the caller gets the error, never the exception
             import torch
@@ -94,7 +95,8 @@ class GRPOStageRunner:
 
     # -- one stage, top to bottom -----------------------------------------------------------------
 
-    def _run(self, parent: str | None, stage: Stage, out: Path, tmp: Path, seed: int, result: StageResult) -> None:
+    def _run(self, parent: str | None, stage: Stage, out: Path, tmp: Path, seed: int, result: StageResult,
+             token_limit: int | None) -> None:
         import torch
         from datasets import Dataset
         from transformers import AutoModelForCausalLM, PrinterCallback
@@ -143,7 +145,7 @@ class GRPOStageRunner:
             shuffle_dataset=False, ignore_data_skip=True, report_to="none", use_cpu=True, bf16=False,
             gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0,
         )
-        apply = _ApplyStage(float(p["learning_rate"]), seed)
+        apply = _ApplyStage(float(p["learning_rate"]), seed, generated, token_limit)
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                               processing_class=tok, callbacks=[apply])
         trainer.remove_callback(PrinterCallback)
@@ -185,10 +187,12 @@ class GRPOStageRunner:
 
 
 class _ApplyStage(TrainerCallback):
-    """Makes the stage's settings win over what a resumed checkpoint restores, and watches for NaN."""
+    """Makes the stage's settings win over what a resumed checkpoint restores, watches for NaN, and
+    ends the stage early (with a checkpoint) once it has generated ``token_limit`` tokens."""
 
-    def __init__(self, lr: float, seed: int):
+    def __init__(self, lr: float, seed: int, generated: list[int], token_limit: int | None):
         self.lr, self.seed = lr, seed
+        self.generated, self.token_limit = generated, token_limit
         self.seeded = False
         self.last_step_end = self.saved_at = _now()
 
@@ -212,6 +216,9 @@ class _ApplyStage(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         self.last_step_end = _now()
+        if self.token_limit is not None and self.generated[0] >= self.token_limit:
+            control.should_training_stop = True
+            control.should_save = True
 
     def on_log(self, args, state, control, logs=None, **kw):
         for key in ("loss", "grad_norm", "reward"):

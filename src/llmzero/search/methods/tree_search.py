@@ -17,32 +17,45 @@ def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int])
     return ctx.cfg.search.max_children - len(node.children) - planned.get(node_id, 0)
 
 
-class MCTS:
-    """UCT selection with progressive widening: a node may have ``1 + floor(sqrt(visits))`` children
-    (at most ``max_children``); below that it is expanded, otherwise the search descends into the
-    child with the best UCT score. Children come from the proposer, ``branching`` at a time."""
+class _Expander:
+    """Shared ask loop: pick a target with ``_target``, ask the proposer for up to ``branching``
+    children of it, repeat until ``n`` stages are planned or nothing is left to expand."""
 
-    name = "mcts"
+    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+        raise NotImplementedError
 
     def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
         specs: list[StageSpec] = []
         planned: dict[str, int] = {}
-        s = ctx.cfg.search
         while len(specs) < n:
-            own = {i: nd.val_score for i, nd in tree.nodes.items() if nd.state in (NodeState.COMPLETE,)}
-            children = {i: [c for c in nd.children if tree.nodes[c].state is NodeState.COMPLETE]
-                        for i, nd in tree.nodes.items()}
-            values, visits = backed_up_values(children, own, ROOT, s.backup)
-            target = self._select(tree, ROOT, ctx, planned, children, values, visits)
+            target = self._target(tree, ctx, planned)
             if target is None:
                 break
-            k = min(s.branching, n - len(specs), _room(tree, target, ctx, planned))
+            k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
             new = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
             if not new:
                 break
             planned[target] = planned.get(target, 0) + len(new)
             specs += new
         return specs
+
+    def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
+        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}) > 0}
+
+
+class MCTS(_Expander):
+    """UCT selection with progressive widening: a node may have ``1 + floor(sqrt(visits))`` children
+    (at most ``max_children``); below that it is expanded, otherwise the search descends into the
+    child with the best UCT score. Children come from the proposer, ``branching`` at a time."""
+
+    name = "mcts"
+
+    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+        own = {i: nd.val_score for i, nd in tree.nodes.items() if nd.state is NodeState.COMPLETE}
+        children = {i: [c for c in nd.children if tree.nodes[c].state is NodeState.COMPLETE]
+                    for i, nd in tree.nodes.items()}
+        values, visits = backed_up_values(children, own, ROOT, ctx.cfg.search.backup)
+        return self._select(tree, ROOT, ctx, planned, children, values, visits)
 
     def _select(self, tree, node_id, ctx, planned, children, values, visits) -> str | None:
         node = tree.nodes[node_id]
@@ -58,31 +71,13 @@ class MCTS:
             candidates.remove(c)
         return node_id if _room(tree, node_id, ctx, planned) > 0 else None
 
-    def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
-        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}) > 0}
 
-
-class BestFirst:
+class BestFirst(_Expander):
     """The skill-based agent's search: always grow the best node so far (by validation score)."""
 
     name = "skill"
 
-    def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
-        specs: list[StageSpec] = []
-        planned: dict[str, int] = {}
-        while len(specs) < n:
-            ranked = sorted((nd for nd in tree.nodes.values() if _room(tree, nd.id, ctx, planned) > 0),
-                            key=lambda nd: -(nd.val_score if nd.val_score is not None else -1))
-            if not ranked:
-                break
-            target = ranked[0].id
-            k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
-            new = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
-            if not new:
-                break
-            planned[target] = planned.get(target, 0) + len(new)
-            specs += new
-        return specs
-
-    def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
-        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}) > 0}
+    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+        open_ = [nd for nd in tree.nodes.values() if _room(tree, nd.id, ctx, planned) > 0]
+        best = max(open_, key=lambda nd: nd.val_score if nd.val_score is not None else -1.0, default=None)
+        return best.id if best is not None else None
