@@ -282,6 +282,7 @@ def search_cmd(
 @app.command("show")
 def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run directory.")]):
     """Print a search's tree, the best path marked with *."""
+    from rich.markup import escape
     from rich.tree import Tree as RichTree
 
     from llmzero.search import JOURNAL, ROOT, Journal
@@ -302,9 +303,9 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run director
                             ((k, (v['from'], v['to'])) for k, v in n.transition.get("changes", {}).items()))
         state = n.state.value + (", checkpoint deleted" if n.deleted else "")
         why = n.transition.get("reason", "")
-        text = (f"{mark}{n.id} [{state}] val {_fmt(n.val_score)} steps {n.steps} | {changes or 'no change'} | "
+        text = (f"{n.id} [{state}] val {_fmt(n.val_score)} steps {n.steps} | {changes or 'no change'} | "
                 f"{n.transition.get('proposed_by', '')}: {why[:90]}")
-        return text + (f" | error: {n.error[:80]}" if n.error else "")
+        return mark + escape(text + (f" | error: {n.error[:80]}" if n.error else ""))
 
     def add(rt, node_id: str) -> None:
         for c in tree.nodes[node_id].children:
