@@ -28,7 +28,7 @@ def config(xs_base, **search) -> dict:
         "seed": 1,
         "params": {"num_generations": 4},
         "training": {"prompts_per_step": 4},
-        "search": {"depth": 2, "steps_per_stage": 4, "branching": 2, "max_children": 3,
+        "search": {"depth": 2, "steps_per_stage": 4, "branching": 2, "max_children": 3, "proposer": "skill",
                    "grid": {"learning_rate": [1e-4, 3e-4, 1e-3], "entropy_coef": [0.0, 0.01]},
                    "pbt": {"population": 3}, **search},
         "budget": {"compute": BUDGET},

@@ -53,12 +53,32 @@ class PBTConfig(_Model):
                                     description="Parameters that explore perturbs.")
 
 
+class LLMConfig(_Model):
+    backend: Literal["llama", "openai", "replay"] = Field(
+        "llama", description="llama: the embedded Qwen2.5-Coder model (install: make local-llm); openai: any "
+        "OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server); replay: recorded transcripts.")
+    tier: Literal["0.5b", "1.5b"] = Field("0.5b", description="Embedded model size (llama backend).")
+    n_threads: int = Field(1, ge=1, le=64, description="Embedded model threads (1 is robust beside training).")
+    base_url: str | None = Field(None, description="Endpoint of an OpenAI-compatible server (openai backend).")
+    model: str = Field("gpt-4o-mini", description="Model name at the endpoint (openai backend).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    response_format: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema", description="json_schema (OpenAI, vLLM, Ollama) or json_object (llama-cpp-python server).")
+    timeout: float = Field(60.0, gt=0, description="Seconds per request.")
+    retries: int = Field(2, ge=0, le=10, description="Retries with exponential backoff on errors or bad JSON.")
+    path: str | None = Field(None, description="Transcript file (replay backend).")
+    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of the agent's answers.")
+    max_tokens: int = Field(500, ge=50, le=8192, description="Longest answer.")
+
+
 class SearchConfig(_Model):
     method: Literal["mcts", "skill", "fixed", "grid", "random", "pbt"] = Field(
         "mcts", description="mcts: UCT tree search with a proposer; skill: the rule-based agent along the best "
         "path; fixed: the default schedule; grid: static configurations; random: random per-stage schedules; "
         "pbt: population-based training.")
-    proposer: Literal["skill", "random"] = Field("skill", description="Who proposes children in mcts.")
+    proposer: Literal["llm", "skill", "random"] = Field(
+        "llm", description="Who proposes children in mcts: the LLM agent (default), or without an LLM the skill "
+        "agent (the ablation) or random.")
     depth: int = Field(3, ge=1, le=50, description="Stages along a path (the tree's depth).")
     steps_per_stage: int = Field(100, ge=1, le=100_000, description="GRPO steps of every stage.")
     branching: int = Field(2, ge=1, le=16, description="Children proposed per expansion (K).")
@@ -109,6 +129,7 @@ class ExperimentConfig(_Model):
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
 def one_line(e: ValidationError, where: str) -> str:

@@ -82,16 +82,32 @@ class SearchRun:
         self.task = self.task_spec.build()
         self.space = task_space(self.task)
         self.method = get_method(self.cfg.search.method)
-        proposer = None
-        if self.cfg.search.method in ("mcts", "skill"):
-            from llmzero.agents import get_proposer
-
-            proposer = get_proposer("skill" if self.cfg.search.method == "skill" else self.cfg.search.proposer)
-        self.ctx = SearchContext(cfg=self.cfg, space=self.space, proposer=proposer)
+        self.ctx = SearchContext(cfg=self.cfg, space=self.space, proposer=self._proposer(),
+                                 extra={"task": f"{self.task.name} ({getattr(self.task, 'description', '')})"})
         self.base_dir: str | None = self.tree.meta.get("base_dir")
         self.t0 = time.time()  # wall time counts this process only (a resumed run starts again at 0)
 
     # -- set-up -----------------------------------------------------------------------------------------
+
+    def _proposer(self):
+        method, name = self.cfg.search.method, self.cfg.search.proposer
+        if method not in ("mcts", "skill"):
+            return None
+        from llmzero.agents import get_proposer
+
+        if method == "skill" or name != "llm":
+            return get_proposer("skill" if method == "skill" else name)
+        from llmzero.agents.llm import LLMProposer
+        from llmzero.llm import get_llm
+
+        c = self.cfg.llm
+        kw: dict[str, Any] = {
+            "llama": {"tier": c.tier, "n_threads": c.n_threads},
+            "openai": {"base_url": c.base_url, "model": c.model, "api_key_env": c.api_key_env,
+                       "response_format": c.response_format, "timeout": c.timeout, "retries": c.retries},
+            "replay": {"path": c.path, "strict": False},
+        }[c.backend]
+        return LLMProposer(get_llm(c.backend, **kw), temperature=c.temperature, max_tokens=c.max_tokens)
 
     def _start(self, progress: Callable[[str], None]) -> None:
         from llmzero.models.base import build_base, check_model_dir
@@ -326,12 +342,30 @@ class SearchRun:
             "pruned": len(self.tree.in_state(NodeState.PRUNED)), "pruned_savings": self.tree.pruned_savings,
             "stop_reason": stop_reason, "wall_seconds": round(self.elapsed(), 1), "disk_bytes": self.disk_bytes(),
             "strategy": [s.to_dict() for s in strategy.stages] if strategy else [],
+            **self.llm_totals(),
         }
         self.record("run_finished", None, summary)
         import json
 
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
+
+    def llm_totals(self) -> dict[str, Any]:
+        """LLM cost over the whole run, summed from the journal's proposal records (resumes included)."""
+        t = {"llm_calls": 0, "llm_prompt_tokens": 0, "llm_completion_tokens": 0, "llm_seconds": 0.0,
+             "proposals_repaired": 0, "llm_failures": 0}
+        for _, _, _, _, rec in self.journal.events("proposal"):
+            agent = rec.get("agent") or {}
+            call = agent.get("llm")
+            if not call:
+                continue
+            t["llm_calls"] += 1
+            t["llm_prompt_tokens"] += call.get("prompt_tokens", 0)
+            t["llm_completion_tokens"] += call.get("completion_tokens", 0)
+            t["llm_seconds"] = round(t["llm_seconds"] + call.get("seconds", 0.0), 3)
+            t["proposals_repaired"] += agent.get("repaired", 0)
+            t["llm_failures"] += agent.get("fallback") is not None
+        return t
 
     def close(self) -> None:
         self.journal.close()

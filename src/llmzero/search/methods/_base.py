@@ -82,13 +82,15 @@ def usable(tree: Tree, node_id: str) -> bool:
 def propose_specs(ctx: SearchContext, tree: Tree, node_id: str, k: int, proposer: Proposer,
                   rng: random.Random) -> list[StageSpec]:
     pctx = ctx.proposal_context(tree, node_id)
+    pctx.extra.update(ctx.extra)
     proposals = proposer.propose(pctx, k, rng)[:k]
     record = {"proposer": proposer.name, "node": node_id, "k": k,
               "input": {"node": pctx.node.__dict__ | {"history": f"{len(pctx.node.history)} rows"},
                         "path": [v.id for v in pctx.path], "siblings": [v.id for v in pctx.siblings],
                         "best_val": pctx.best_val, "budget_left": pctx.budget_left},
               "output": [{"params": p.params, "reason": p.reason, "findings": list(p.findings),
-                          "repairs": [r.__dict__ for r in p.repairs]} for p in proposals]}
+                          "repairs": [r.__dict__ for r in p.repairs]} for p in proposals],
+              "agent": getattr(proposer, "last_record", None)}  # an LLM agent's prompt, answer and cost
     return [StageSpec(parent_id=node_id, params=dict(p.params), reason=p.reason, proposed_by=p.proposed_by,
                       mode=p.mode.value, repairs=p.repairs, findings=p.findings,
                       proposal_record=record if i == 0 else None)

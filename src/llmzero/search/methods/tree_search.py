@@ -14,6 +14,8 @@ def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int])
     node = tree.nodes[node_id]
     if not usable(tree, node_id) or node.depth >= ctx.cfg.search.depth:
         return 0
+    if node_id in getattr(ctx.proposer, "closed", ()):  # the agent decided to stop this branch
+        return 0
     return ctx.cfg.search.max_children - len(node.children) - planned.get(node_id, 0)
 
 
@@ -33,8 +35,9 @@ class _Expander:
                 break
             k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
             new = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
-            if not new:
-                break
+            if not new:  # the agent stopped this branch: look elsewhere
+                planned[target] = planned.get(target, 0) + ctx.cfg.search.max_children
+                continue
             planned[target] = planned.get(target, 0) + len(new)
             specs += new
         return specs

@@ -1,0 +1,232 @@
+"""The LLM agent: reads a node's training dynamics, diagnoses, and proposes coordinated changes.
+
+One proposal round, top to bottom:
+
+1. ``diagnose`` the path (the same detectors the skill agent uses) and render a prompt: the task,
+   the parameter space with roles, bounds and current values, the path so far as a table, the
+   findings with their numbers, the siblings already tried and how they did, the best score so far
+   and the budget left.
+2. Ask the LLM for one JSON object (``answer_schema``): a diagnosis, K proposals (changes,
+   rationale, expected effect) and a decision (expand, stop this branch, back up to the parent).
+3. Repair, explicitly and on the record: unknown parameters dropped, values clamped to bounds and
+   to a sane step (log-scale parameters within x0.1 to x10 of the current value), no-op and
+   duplicate proposals replaced by diverse fallbacks from the skill library. An LLM that fails or
+   answers garbage never stops the search: the skill agent proposes instead, recorded as such.
+
+Everything the round saw and produced (prompt, raw answer, repairs, tokens, seconds) is kept in
+``last_record`` for the journal.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from llmzero.agents._base import NodeView, Proposal, ProposalContext
+from llmzero.agents.diagnosis import Finding, diagnose
+from llmzero.agents.skill import SkillProposer, fallback_proposals
+from llmzero.llm._base import LLM, LLMReply
+from llmzero.space import Repair, Space, Value
+from llmzero.strategy import StageMode
+
+STEP_FACTOR = 10.0  # a log-scale parameter moves at most x10 (or /10) in one stage
+MAX_PROPOSALS = 8
+DECISIONS = ("expand", "stop", "backup")
+
+SYSTEM = """You tune GRPO reinforcement-learning post-training of a language model, stage by stage.
+You read training metrics (TRL names), diagnose what is going wrong, and propose coordinated changes
+to several hyperparameters for the next stage. Answer with one JSON object only.
+Known remedies: entropy collapsing (entropy falling, frac_reward_zero_std rising) -> raise
+entropy_coef (0.002-0.02) and/or temperature (up to 1.3); entropy blowing up or reward collapsing
+-> lower learning_rate (x0.3-x0.5), entropy_coef or temperature; truncation (clipped_ratio high)
+-> raise max_completion_length; all-same-reward groups -> larger num_generations, higher
+temperature, or easier/harder difficulty; KL blow-up -> lower learning_rate, raise beta; a
+plateau with a healthy run -> a moderately higher or lower learning_rate. Change only what you
+mean to change; never repeat a sibling that was already tried."""
+
+
+class ProposalAnswer(BaseModel):
+    changes: dict[str, float] = Field(default_factory=dict)
+    rationale: str = ""
+    expected_effect: str = ""
+
+
+class Answer(BaseModel):
+    diagnosis: str = ""
+    proposals: list[ProposalAnswer] = Field(default_factory=list)
+    decision: str = "expand"
+
+
+def answer_schema(space: Space, k: int) -> dict[str, Any]:
+    """The JSON schema the LLM must answer with (also its decoding grammar for embedded models)."""
+    changes = {p.name: {"type": "integer" if p.type is int else "number"} for p in space}
+    return {
+        "type": "object",
+        "properties": {
+            "diagnosis": {"type": "string", "maxLength": 400},
+            "proposals": {
+                "type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "changes": {"type": "object", "properties": changes, "additionalProperties": False},
+                        "rationale": {"type": "string", "maxLength": 300},
+                        "expected_effect": {"type": "string", "maxLength": 200},
+                    },
+                    "required": ["changes", "rationale", "expected_effect"],
+                    "additionalProperties": False,
+                },
+            },
+            "decision": {"type": "string", "enum": list(DECISIONS)},
+        },
+        "required": ["diagnosis", "proposals", "decision"],
+        "additionalProperties": False,
+    }
+
+
+# -- the prompt --------------------------------------------------------------------------------------
+
+def _g(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _summary(n: NodeView, key: str) -> str:
+    vals = [r[key] for r in n.history if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    if not vals:
+        return "-"
+    q = max(1, len(vals) // 4)
+    first, last = sum(vals[:q]) / q, sum(vals[-q:]) / q
+    return f"{first:.3g}->{last:.3g}"
+
+
+METRICS = ("reward", "entropy", "frac_reward_zero_std", "completions/clipped_ratio", "completions/mean_length",
+           "kl", "grad_norm")
+
+
+def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, task: str = "") -> str:
+    node = ctx.node
+    lines = [f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy accuracy on held-out "
+             "validation problems (0-1).", "", "Parameters (name | role | bounds | current):"]
+    for p in ctx.space:
+        lines.append(f"- {p.name} | {p.role.value} | [{_g(p.low)}, {_g(p.high)}]{' log' if p.log else ''} | "
+                     f"{_g(node.params.get(p.name, p.default))}")
+    lines += ["", "Path so far (stage | changed parameters | val | " + " | ".join(METRICS) + "):"]
+    prev: dict[str, Value] | None = None
+    for v in ctx.path:
+        changed = "base model" if prev is None else ", ".join(
+            f"{name} {_g(prev.get(name))}->{_g(val)}" for name, val in v.params.items() if prev.get(name) != val) or "none"
+        lines.append(f"- {v.depth} | {changed} | {_g(v.val_score)} | " + " | ".join(_summary(v, m) for m in METRICS))
+        prev = v.params
+    lines += ["", "Findings on the last stage:"]
+    lines += [f"- {f.name} (severity {f.severity:.2f}): {f.message}" for f in findings] or ["- none: the stage looks healthy"]
+    if ctx.siblings:
+        lines += ["", "Children already tried from this node (do not repeat them):"]
+        for s in ctx.siblings:
+            changed = ", ".join(f"{n} {_g(node.params.get(n))}->{_g(v)}" for n, v in s.params.items()
+                                if node.params.get(n) != v) or "no change"
+            lines.append(f"- {changed}: val {_g(s.val_score)} ({s.state})")
+    lines += ["", f"Best validation score so far: {_g(ctx.best_val)}. Budget left: {100 * ctx.budget_left:.0f}%. "
+              f"Stage {node.depth + 1} of at most {ctx.max_depth}.",
+              f"Propose {k} different next stages from this node, each changing one or more parameters. "
+              "Decision: expand (train your proposals), stop (this branch is hopeless) or backup (grow the "
+              "parent instead)."]
+    return "\n".join(lines)
+
+
+# -- repair ----------------------------------------------------------------------------------------------
+
+def repair_changes(space: Space, current: dict[str, Value], changes: dict[str, Any]) -> tuple[dict[str, Value], list[Repair]]:
+    """Full child parameters from an LLM's changes, made legal; every fix is a Repair."""
+    legal, repairs = space.repair(changes, reason_prefix="llm answer: ")
+    out = dict(current)
+    for name, value in legal.items():
+        p = space[name]
+        cur = current.get(name, p.default)
+        if p.log and isinstance(cur, (int, float)) and cur > 0:
+            lo, hi = cur / STEP_FACTOR, cur * STEP_FACTOR
+            stepped = min(max(value, lo), hi)
+            stepped = int(round(stepped)) if p.type is int else stepped
+            if stepped != value:
+                repairs.append(Repair(name, value, stepped, f"llm answer: step limited to x{STEP_FACTOR:g} of {_g(cur)}"))
+                value = stepped
+        out[name] = value
+    return out, repairs
+
+
+def _key(params: dict[str, Value]) -> tuple:
+    return tuple(sorted((k, round(float(v), 12)) for k, v in params.items()))
+
+
+class LLMProposer:
+    """Proposals from an LLM, repaired and backed by the skill agent."""
+
+    name = "llm"
+
+    def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 500, task: str = ""):
+        self.llm, self.temperature, self.max_tokens, self.task = llm, temperature, max_tokens, task
+        self.skill = SkillProposer()
+        self.last_record: dict[str, Any] = {}
+        self.closed: set[str] = set()  # nodes the agent decided to stop
+
+    def propose(self, ctx: ProposalContext, k: int, rng: random.Random) -> list[Proposal]:
+        findings = diagnose(ctx.path)
+        prompt = render_prompt(ctx, findings, k, self.task)
+        schema = answer_schema(ctx.space, k)
+        reply = self.llm.complete([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+                                  schema, temperature=self.temperature, max_tokens=self.max_tokens,
+                                  seed=rng.randrange(2**31))
+        record: dict[str, Any] = {
+            "prompt": prompt, "answer": reply.text, "findings": [f.name for f in findings],
+            "llm": {"backend": reply.backend, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
+                    "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),
+                    "attempts": reply.attempts, "error": reply.error},
+        }
+        proposals, repaired, decision, fallback_reason = self._from_reply(ctx, reply, k, rng)
+        if decision == "stop" and ctx.node.depth > 0:
+            self.closed.add(ctx.node.id)
+            proposals = []
+        record.update(decision=decision, repaired=repaired, fallback=fallback_reason)
+        self.last_record = record
+        return proposals
+
+    def _from_reply(self, ctx: ProposalContext, reply: LLMReply, k: int,
+                    rng: random.Random) -> tuple[list[Proposal], int, str, str | None]:
+        answer: Answer | None = None
+        if reply.parsed is not None:
+            try:
+                answer = Answer.model_validate(reply.parsed)
+            except ValidationError as e:
+                reply.error = f"answer does not match the schema: {e.errors()[0]['msg']}"
+        if answer is None or not answer.proposals:
+            why = reply.error or "no proposals in the answer"
+            props = self.skill.propose(ctx, k, rng)
+            return ([Proposal(p.params, f"skill fallback (llm: {why}): {p.reason}", "skill", p.mode, p.repairs,
+                              p.findings) for p in props], 0, "expand", why)
+        decision = answer.decision if answer.decision in DECISIONS else "expand"
+        current = {p.name: ctx.node.params.get(p.name, p.default) for p in ctx.space}
+        seen = {_key(s.params) for s in ctx.siblings}
+        out: list[Proposal] = []
+        repaired = 0
+        for a in answer.proposals[:k]:
+            params, repairs = repair_changes(ctx.space, current, a.changes)
+            if _key(params) == _key(current) or _key(params) in seen:
+                repaired += 1
+                continue  # a no-op or a duplicate: replaced by a fallback below
+            seen.add(_key(params))
+            repaired += bool(repairs)
+            why = f"{a.rationale} (expected: {a.expected_effect})" if a.expected_effect else a.rationale
+            out.append(Proposal(params, f"llm: {answer.diagnosis[:150]} | {why}"[:600], "llm", StageMode.CONTINUE,
+                                tuple(repairs), ()))
+        if len(out) < k:
+            extra = fallback_proposals(ctx, k - len(out), rng, exclude=[current, *(p.params for p in out)],
+                                       proposed_by="skill")
+            out += [Proposal(p.params, f"replaces a no-op or duplicate llm proposal: {p.reason}", p.proposed_by,
+                             p.mode, p.repairs, p.findings) for p in extra]
+        return out, repaired, decision, None

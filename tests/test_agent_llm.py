@@ -1,0 +1,121 @@
+"""The LLM agent: prompt, schema, repairs, fallbacks and its place in the search (scripted LLMs)."""
+
+import json
+import random
+
+import pytest
+
+from llmzero.agents._base import NodeView, ProposalContext
+from llmzero.agents.diagnosis import diagnose
+from llmzero.agents.llm import STEP_FACTOR, LLMProposer, answer_schema, render_prompt, repair_changes
+from llmzero.llm._base import LLMReply
+from llmzero.space import DEFAULT_SPACE
+
+SPACE = DEFAULT_SPACE.with_defaults(max_completion_length=18)
+BASE = SPACE.defaults()
+
+
+def collapsing_history(n=20):
+    return tuple({"step": i + 1, "reward": 0.3 + 0.001 * i, "entropy": 0.5 * (0.85 ** i), "frac_reward_zero_std": 0.3 + 0.03 * i,
+                  "completions/clipped_ratio": 0.0, "completions/mean_length": 10.0, "grad_norm": 0.5}
+                 for i in range(n))
+
+
+def context(siblings=()):
+    root = NodeView("root", 0, dict(BASE), "complete", val_score=0.37)
+    node = NodeView("n1", 1, dict(BASE), "complete", val_score=0.41, history=collapsing_history())
+    return ProposalContext(space=SPACE, node=node, path=(root, node), siblings=tuple(siblings), best_val=0.41,
+                           budget_left=0.6, max_depth=3, extra={"task": "number_sorting"})
+
+
+class Scripted:
+    """An LLM that answers what the test says, and remembers what it was asked."""
+
+    name = "scripted"
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def complete(self, messages, schema, *, temperature=0.2, max_tokens=400, seed=None):
+        self.calls.append((messages, schema))
+        if isinstance(self.answer, Exception):
+            return LLMReply(text="", parsed=None, error=str(self.answer), backend="scripted", seconds=0.01)
+        text = self.answer if isinstance(self.answer, str) else json.dumps(self.answer)
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        return LLMReply(text=text, parsed=parsed, prompt_tokens=321, completion_tokens=45, seconds=0.5,
+                        backend="scripted", model="m", error=None if parsed is not None else "invalid JSON")
+
+
+def test_prompt_has_every_section():
+    ctx = context(siblings=[NodeView("n2", 2, {**BASE, "temperature": 1.2}, "complete", val_score=0.40)])
+    text = render_prompt(ctx, diagnose(ctx.path), 2)
+    for part in ("Task: number_sorting", "learning_rate | regularization | [1e-07, 0.01] log | 0.0001",
+                 "max_completion_length | capacity", "Path so far", "entropy_collapse", "Children already tried",
+                 "temperature 1->1.2: val 0.4", "Best validation score so far: 0.41", "Budget left: 60%",
+                 "Propose 2 different next stages"):
+        assert part in text, part
+
+
+def test_schema_lists_every_parameter_and_k():
+    s = answer_schema(SPACE, 3)
+    props = s["properties"]["proposals"]
+    assert props["maxItems"] == 3 and set(props["items"]["properties"]["changes"]["properties"]) == set(SPACE.names)
+    assert s["properties"]["decision"]["enum"] == ["expand", "stop", "backup"]
+
+
+def test_repairs_drop_unknown_clamp_bounds_and_limit_steps():
+    params, repairs = repair_changes(SPACE, BASE, {"learning_rate": 0.5, "bogus": 1, "temperature": 9.0,
+                                                   "entropy_coef": 0.01})
+    assert params["learning_rate"] == pytest.approx(BASE["learning_rate"] * STEP_FACTOR)  # 0.5 -> 1e-2 -> 1e-3
+    assert params["temperature"] == 3.0 and params["entropy_coef"] == 0.01 and "bogus" not in params
+    reasons = {r.param: r.reason for r in repairs}
+    assert "dropped" in reasons["bogus"] and "clamped" in reasons["temperature"] and "step limited" in reasons["learning_rate"]
+
+
+def test_good_answer_becomes_repaired_proposals_with_a_record():
+    llm = Scripted({"diagnosis": "entropy is collapsing", "decision": "expand", "proposals": [
+        {"changes": {"entropy_coef": 0.01, "temperature": 1.1}, "rationale": "more exploration", "expected_effect": "entropy up"},
+        {"changes": {"learning_rate": 1.0}, "rationale": "faster", "expected_effect": "reward up"}]})
+    agent = LLMProposer(llm)
+    out = agent.propose(context(), 2, random.Random(0))
+    assert [p.proposed_by for p in out] == ["llm", "llm"]
+    assert out[0].params["entropy_coef"] == 0.01 and out[0].params["temperature"] == 1.1
+    assert out[1].params["learning_rate"] == pytest.approx(1e-3) and out[1].repairs
+    assert "entropy is collapsing" in out[0].reason and "more exploration" in out[0].reason
+    rec = agent.last_record
+    assert rec["llm"]["prompt_tokens"] == 321 and rec["repaired"] == 1 and rec["fallback"] is None
+    assert "entropy_collapse" in rec["findings"] and "Path so far" in rec["prompt"]
+    SPACE.validate(out[0].params) and SPACE.validate(out[1].params)
+
+
+def test_noop_and_duplicate_proposals_are_replaced_by_fallbacks():
+    sibling = NodeView("n2", 2, {**BASE, "entropy_coef": 0.01}, "complete", val_score=0.4)
+    llm = Scripted({"diagnosis": "d", "decision": "expand", "proposals": [
+        {"changes": {"learning_rate": BASE["learning_rate"]}, "rationale": "echo", "expected_effect": ""},
+        {"changes": {"entropy_coef": 0.01}, "rationale": "same as sibling", "expected_effect": ""}]})
+    agent = LLMProposer(llm)
+    out = agent.propose(context(siblings=[sibling]), 2, random.Random(0))
+    assert len(out) == 2 and all(p.proposed_by == "skill" for p in out)
+    keys = {tuple(sorted(p.params.items())) for p in out}
+    assert len(keys) == 2 and tuple(sorted(BASE.items())) not in keys and tuple(sorted(sibling.params.items())) not in keys
+    assert agent.last_record["repaired"] == 2
+
+
+@pytest.mark.parametrize("answer", ["this is not json", {"diagnosis": "x", "proposals": [], "decision": "expand"},
+                                    RuntimeError("connection refused"), {"proposals": "nope"}])
+def test_failed_or_garbage_answers_fall_back_to_the_skill_agent(answer):
+    agent = LLMProposer(Scripted(answer))
+    out = agent.propose(context(), 2, random.Random(0))
+    assert len(out) == 2 and all(p.proposed_by == "skill" and "skill fallback" in p.reason for p in out)
+    assert agent.last_record["fallback"]
+    # entropy collapse is still answered, by the skills
+    assert any(p.params["entropy_coef"] > 0 or p.params["temperature"] > 1 for p in out)
+
+
+def test_stop_decision_closes_the_branch():
+    agent = LLMProposer(Scripted({"diagnosis": "dead", "decision": "stop", "proposals": [
+        {"changes": {"learning_rate": 5e-5}, "rationale": "r", "expected_effect": "e"}]}))
+    assert agent.propose(context(), 2, random.Random(0)) == [] and "n1" in agent.closed
