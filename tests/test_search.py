@@ -194,3 +194,29 @@ def test_example_configs_are_valid():
     for path in Path(__file__).parent.parent.glob("examples/*.yaml"):
         cfg = load_config(path)
         assert cfg.budget.compute > 0
+
+
+def test_mcts_with_the_llm_agent_records_its_cost(xs_base, tmp_path):
+    answers = [
+        {"diagnosis": "entropy is falling", "decision": "expand", "proposals": [
+            {"changes": {"entropy_coef": 0.01}, "rationale": "explore more", "expected_effect": "entropy up"},
+            {"changes": {"learning_rate": 5e-5, "temperature": 1.1}, "rationale": "steadier", "expected_effect": "val up"}]},
+        {"diagnosis": "bad", "decision": "expand", "proposals": [
+            {"changes": {"learning_rate": 1.0}, "rationale": "much faster", "expected_effect": "?"}]},
+        "not json at all",
+    ]
+    path = tmp_path / "transcript.jsonl"
+    path.write_text("".join(json.dumps({"messages": [], "text": a if isinstance(a, str) else json.dumps(a),
+                                        "prompt_tokens": 900, "completion_tokens": 80, "seconds": 1.5}) + "\n"
+                            for a in answers))
+    cfg = config(xs_base, method="mcts", proposer="llm")
+    cfg["llm"] = {"backend": "replay", "path": str(path)}
+    summary, r = run(cfg, tmp_path / "llm")
+    assert summary["llm_calls"] >= 3 and summary["llm_prompt_tokens"] == 900 * summary["llm_calls"]
+    assert summary["llm_failures"] >= 1 and summary["proposals_repaired"] >= 1
+    by = {n.transition.get("proposed_by") for n in r.tree.stages()}
+    assert "llm" in by and "skill" in by  # skill fallbacks fill in for the garbage answer
+    records = [p for _, _, _, _, p in Journal(tmp_path / "llm" / JOURNAL).events("proposal")]
+    assert all(rec["agent"]["prompt"].startswith("Task: number_sorting") for rec in records)
+    lr = [n.params["learning_rate"] for n in r.tree.stages() if "much faster" in n.transition.get("reason", "")]
+    assert lr and all(v <= 1e-3 for v in lr)  # clamped to x10 of the current value, and recorded

@@ -105,7 +105,7 @@ class SearchRun:
             "llama": {"tier": c.tier, "n_threads": c.n_threads},
             "openai": {"base_url": c.base_url, "model": c.model, "api_key_env": c.api_key_env,
                        "response_format": c.response_format, "timeout": c.timeout, "retries": c.retries},
-            "replay": {"path": c.path, "strict": False},
+            "replay": {"source": c.path, "strict": False},
         }[c.backend]
         return LLMProposer(get_llm(c.backend, **kw), temperature=c.temperature, max_tokens=c.max_tokens)
 

@@ -1,0 +1,111 @@
+"""The LLM agent with the embedded model: latency per proposal, repairs, and whether its changes
+answer the findings.
+
+    python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2]
+
+Contexts are real stage histories of number_sorting (tests/fixtures/real_histories.json: a healthy
+stage, lr 1e-3, a short max_completion_length, temperature 0.5, entropy_coef 0.1). For each, the
+agent proposes 2 children, ``--rounds`` times with different seeds. Printed side by side with the
+skill agent on the same contexts:
+
+* median and max seconds per proposal round (goal for the embedded 0.5B: at most 5 s, 1 thread);
+* share of rounds whose answer needed a repair or fell back to the skill agent;
+* share of findings that at least one proposal addresses (a change in a remedy's direction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+from llmzero.agents._base import NodeView, ProposalContext
+from llmzero.agents.diagnosis import diagnose
+from llmzero.space import DEFAULT_SPACE
+
+FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "real_histories.json"
+
+# finding -> changes that answer it: (parameter, +1 for up / -1 for down / 0 for any change)
+ANSWERS = {
+    "entropy_collapse": [("entropy_coef", 1), ("temperature", 1), ("epsilon_high", 1)],
+    "entropy_blowup": [("entropy_coef", -1), ("temperature", -1), ("learning_rate", -1)],
+    "kl_blowup": [("learning_rate", -1), ("beta", 1)],
+    "grad_norm_spike": [("learning_rate", -1)],
+    "clip_saturation": [("learning_rate", -1), ("epsilon_high", 1)],
+    "truncation": [("max_completion_length", 1)],
+    "length_explosion": [("max_completion_length", -1), ("entropy_coef", -1), ("learning_rate", -1)],
+    "length_collapse": [("max_completion_length", 1), ("learning_rate", -1)],
+    "zero_std_groups": [("num_generations", 1), ("temperature", 1), ("difficulty", 0)],
+    "reward_plateau": [("learning_rate", 0), ("difficulty", 0), ("entropy_coef", 1)],
+    "reward_collapse": [("learning_rate", -1), ("entropy_coef", -1), ("temperature", -1)],
+    "reward_hacking": [("beta", 1), ("learning_rate", -1)],
+}
+
+
+def addressed(finding: str, before: dict, proposals: list) -> bool:
+    for name, sign in ANSWERS.get(finding, []):
+        for p in proposals:
+            d = p.params.get(name, before[name]) - before[name]
+            if (sign == 0 and d != 0) or d * sign > 0:
+                return True
+    return False
+
+
+def contexts() -> list[tuple[str, ProposalContext]]:
+    data = json.loads(FIXTURE.read_text())
+    space = DEFAULT_SPACE.with_defaults(max_completion_length=18)
+    out = []
+    for name, case in data["cases"].items():
+        root = NodeView("root", 0, data["base_params"], "complete", val_score=data["base_val"])
+        node = NodeView("n1", 1, case["params"], "complete", val_score=case["val_score"], history=tuple(case["history"]))
+        out.append((name, ProposalContext(space=space, node=node, path=(root, node), best_val=case["val_score"],
+                                          budget_left=0.5, max_depth=3, extra={"task": "number_sorting"})))
+    return out
+
+
+def run(proposer, rounds: int) -> dict:
+    secs, repaired, hits, total = [], 0, 0, 0
+    for name, ctx in contexts():
+        findings = [f.name for f in diagnose(ctx.path)]
+        for r in range(rounds):
+            t = time.perf_counter()
+            props = proposer.propose(ctx, 2, random.Random(r))
+            secs.append(time.perf_counter() - t)
+            rec = getattr(proposer, "last_record", {}) or {}
+            repaired += bool(rec.get("repaired") or rec.get("fallback"))
+            hits += sum(addressed(f, ctx.node.params, props) for f in findings)
+            total += len(findings)
+    return {"median_s": statistics.median(secs), "max_s": max(secs), "rounds": len(secs),
+            "repaired_share": repaired / len(secs), "addressed_share": hits / total if total else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tier", default="0.5b")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+    from llmzero.agents import SkillProposer
+    from llmzero.agents.llm import LLMProposer
+    from llmzero.llm import get_llm
+
+    llm = get_llm("llama", tier=a.tier, n_threads=a.threads)
+    t = time.perf_counter()
+    llm.complete([{"role": "user", "content": "Say {}"}], {"type": "object"}, max_tokens=8)  # load the model
+    print(f"model load and first call: {time.perf_counter() - t:.1f} s")
+    rows = {"llm (embedded " + a.tier + f", {a.threads} thread)": run(LLMProposer(llm), a.rounds),
+            "skill (no LLM)": run(SkillProposer(), a.rounds)}
+    print("| agent | rounds | median s/round | max s | needed repair or fallback | findings addressed |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['rounds']} | {r['median_s']:.2f} | {r['max_s']:.2f} | {100 * r['repaired_share']:.0f}% "
+              f"| {100 * r['addressed_share']:.0f}% |")
+    llm_row = next(iter(rows.values()))
+    print(f"goal: median at most 5 s per proposal round -> {'met' if llm_row['median_s'] <= 5 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
