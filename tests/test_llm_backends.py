@@ -27,7 +27,7 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "learning_rate": {"type": "number", "exclusiveMinimum": 0},
         "beta": {"type": "number", "minimum": 0},
-        "reason": {"type": "string"},
+        "reason": {"type": "string", "maxLength": 200},
     },
     "required": ["learning_rate", "reason"],
     "additionalProperties": False,
@@ -84,9 +84,34 @@ def openai_backend(fake_openai_server: FakeOpenAIServer) -> Harness:
     return OpenAIHarness(fake_openai_server)
 
 
-# Fixture names of the harnesses. A real model joins as a slow parameter, e.g.
-# ``pytest.param("llama_backend", marks=pytest.mark.slow)`` with a harness whose scriptable is False.
-BACKENDS: list[Any] = ["replay_backend", "openai_backend"]
+@dataclass
+class LlamaHarness:
+    """The real embedded model (one load per session): its answers cannot be scripted."""
+
+    llm: LLM
+    scriptable: bool = False
+    invalid_attempts: int = 1
+    real: bool = True
+
+    def make(self, answer: str | None) -> LLM:
+        return self.llm
+
+
+@pytest.fixture(scope="session")
+def _llama_llm() -> LLM:
+    pytest.importorskip("llama_cpp", reason="the embedded backend is not installed (make local-llm)")
+    from llmzero.llm.llama import LlamaLLM
+
+    return LlamaLLM(tier="0.5b", n_threads=1)
+
+
+@pytest.fixture
+def llama_backend(_llama_llm: LLM) -> Harness:
+    return LlamaHarness(_llama_llm)
+
+
+# Fixture names of the harnesses; the real embedded model runs as a slow parameter.
+BACKENDS: list[Any] = ["replay_backend", "openai_backend", pytest.param("llama_backend", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -109,6 +134,9 @@ def test_answers_schema_valid_object_or_reports_why(harness: Harness) -> None:
     reply = llm.complete(MESSAGES, SCHEMA, temperature=0.0, max_tokens=300, seed=0)
     assert reply.backend == llm.name
     assert reply.attempts >= 1 and reply.seconds > 0
+    if getattr(harness, "real", False):  # a real model under its grammar must answer validly
+        assert reply.ok, reply.error
+        assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
     if reply.ok:
         assert reply.parsed is not None and schema_error(reply.parsed, SCHEMA) is None
         assert reply.error is None

@@ -68,7 +68,7 @@ class LLMConfig(_Model):
     retries: int = Field(2, ge=0, le=10, description="Retries with exponential backoff on errors or bad JSON.")
     path: str | None = Field(None, description="Transcript file (replay backend).")
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of the agent's answers.")
-    max_tokens: int = Field(500, ge=50, le=8192, description="Longest answer.")
+    max_tokens: int = Field(400, ge=50, le=8192, description="Longest answer.")
 
 
 class SearchConfig(_Model):

@@ -66,15 +66,15 @@ def answer_schema(space: Space, k: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "diagnosis": {"type": "string", "maxLength": 400},
+            "diagnosis": {"type": "string", "maxLength": 160},
             "proposals": {
                 "type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
                 "items": {
                     "type": "object",
                     "properties": {
                         "changes": {"type": "object", "properties": changes, "additionalProperties": False},
-                        "rationale": {"type": "string", "maxLength": 300},
-                        "expected_effect": {"type": "string", "maxLength": 200},
+                        "rationale": {"type": "string", "maxLength": 120},
+                        "expected_effect": {"type": "string", "maxLength": 80},
                     },
                     "required": ["changes", "rationale", "expected_effect"],
                     "additionalProperties": False,
@@ -169,7 +169,7 @@ class LLMProposer:
 
     name = "llm"
 
-    def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 500, task: str = ""):
+    def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 400, task: str = ""):
         self.llm, self.temperature, self.max_tokens, self.task = llm, temperature, max_tokens, task
         self.skill = SkillProposer()
         self.last_record: dict[str, Any] = {}
