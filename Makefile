@@ -26,10 +26,10 @@ $(LLM_STAMP): $(STAMP) scripts/install-local-llm.sh requirements-llm.txt
 
 local-llm: $(LLM_STAMP)
 
-# Until the search lands, the demo trains a fixed two-stage schedule and prints the scores.
-demo: $(STAMP)
+# The main job: LLMZero (MCTS with the embedded LLM agent) on a built-in task, with a quick budget.
+demo: $(STAMP) $(LLM_STAMP)
 	rm -rf runs/demo
-	$(BIN)/llmzero train --task number_sorting --schedule examples/schedules/two_stage.yaml --out runs/demo
+	$(BIN)/llmzero search examples/number_sorting.yaml --out runs/demo
 
 test: $(STAMP) $(LLM_STAMP)
 	$(BIN)/python -m pytest -q

@@ -276,7 +276,27 @@ def search_cmd(
               f"({summary['failed']} failed, {summary['pruned']} pruned, ~{summary['pruned_savings']:,} tokens "
               f"saved by pruning); {summary['stop_reason']}; {summary['wall_seconds']} s; "
               f"checkpoints on disk {summary['disk_bytes'] / 1e6:.1f} MB")
+    if summary["llm_calls"]:
+        out.print(f"LLM agent: {summary['llm_calls']} calls, {summary['llm_prompt_tokens']:,} prompt + "
+                  f"{summary['llm_completion_tokens']:,} completion tokens, {summary['llm_seconds']:.0f} s; "
+                  f"{summary['proposals_repaired']} proposals repaired, {summary['llm_failures']} fell back to skills")
+    _print_strategy(summary["strategy"])
     out.print(f"strategy: {summary['run']}/strategy.yaml   tree: llmzero show {summary['run']}")
+
+
+def _print_strategy(stages: list[dict[str, Any]]) -> None:
+    """The discovered schedule: one row per stage, every parameter that differs from the stage before."""
+    t = Table(title="discovered strategy", box=None)
+    for col in ("stage", "steps", "mode", "parameters (changes from the previous stage)"):
+        t.add_column(col)
+    prev: dict[str, Any] | None = None
+    for i, st in enumerate(stages):
+        p = st["params"]
+        shown = p if prev is None else {k: v for k, v in p.items() if prev.get(k) != v}
+        t.add_row(str(i + 1), str(st["steps"]), st["mode"],
+                  ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "(no change)")
+        prev = p
+    out.print(t)
 
 
 @app.command("show")

@@ -107,7 +107,16 @@ class SearchRun:
                        "response_format": c.response_format, "timeout": c.timeout, "retries": c.retries},
             "replay": {"source": c.path, "strict": False},
         }[c.backend]
-        return LLMProposer(get_llm(c.backend, **kw), temperature=c.temperature, max_tokens=c.max_tokens)
+        llm = get_llm(c.backend, **kw)
+        if c.backend == "llama":  # fail before training anything if the embedded model is missing
+            from llmzero.config import ConfigError
+
+            try:
+                llm.load()
+            except Exception as e:  # LocalModelError, or llama.cpp's own load error
+                raise ConfigError(f"llm.backend='llama' cannot load the embedded model: {str(e).splitlines()[0]} "
+                                  "(install it with `make local-llm`, or use search.proposer=skill)") from None
+        return LLMProposer(llm, temperature=c.temperature, max_tokens=c.max_tokens)
 
     def _start(self, progress: Callable[[str], None]) -> None:
         from llmzero.models.base import build_base, check_model_dir
