@@ -340,6 +340,71 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run director
                   f"(base {_fmt(f.get('base_test_score'))}); {f.get('stop_reason')}")
 
 
+@app.command("analyze")
+def analyze_cmd(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="One or more search run directories.")],
+    top_k: Annotated[int, typer.Option(help="Besides the best path, analyse the paths to the k best "
+                                       "stages.")] = 3,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of every analysed path's parameters "
+                                              "here.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Check the paper's pattern on finished runs: capacity grows monotonically, regularization oscillates."""
+    from llmzero.analysis import analysed_paths, analyze_runs, plot_trajectories, summarize
+    from llmzero.search import JOURNAL, Journal
+    from llmzero.space import DEFAULT_SPACE
+
+    if top_k < 0:
+        raise BadInput(f"top-k={top_k} is not allowed: expected an integer >= 0")
+    for run in runs:
+        if not (run / JOURNAL).is_file():
+            raise BadInput(f"run={str(run)!r} is not allowed: no {JOURNAL} in that directory")
+    if plot is not None and not plot.parent.is_dir():
+        raise BadInput(f"plot={str(plot)!r} is not allowed: the directory {str(plot.parent)!r} "
+                       "does not exist")
+    trees = []
+    for run in runs:
+        journal = Journal(run / JOURNAL)
+        trees.append(journal.replay())
+        journal.close()
+    n_paths = sum(len(analysed_paths(t, top_k)) for t in trees)
+    if n_paths == 0:
+        raise BadInput("the runs hold no scored stage yet: nothing to analyse")
+    # Roles are the same in every task's space (a task only changes defaults), so the default space serves.
+    dynamics = analyze_runs(trees, DEFAULT_SPACE, k=top_k)
+    summary = summarize(dynamics)
+    if plot is not None:
+        plot_trajectories(trees, DEFAULT_SPACE, plot, k=top_k)
+    if json_:
+        print(json.dumps({"runs": [str(r) for r in runs], "top_k": top_k, "paths": n_paths,
+                          "parameters": [d.to_dict() for d in dynamics], "summary": summary.to_dict(),
+                          "plot": str(plot) if plot is not None else None}))
+        return
+
+    def num(x: float) -> str:
+        return "-" if x != x else f"{x:.2f}"  # nan: no path to measure it on
+
+    t = Table(title=f"parameter dynamics over {n_paths} paths (best and top {top_k}) of {len(runs)} run(s)",
+              caption="means over the paths that change the parameter; paths of one stage are not judged")
+    for col in ("parameter", "role", "monotonicity", "oscillation", "paths that changed it", "class",
+                "matches the paper?"):
+        t.add_column(col)
+    for d in dynamics:
+        answer = {"match": "[green]yes[/]", "mismatch": "[red]no[/]"}.get(d.verdict, d.verdict)
+        t.add_row(d.name, d.role.value, num(d.monotonicity), num(d.oscillation), f"{d.changed}/{d.paths}",
+                  d.classification, answer)
+    out.print(t)
+    counts = (f"{summary.matched} parameter(s) match, {summary.mismatched} do not, "
+              f"{summary.unchanged} unchanged or too short to judge")
+    if summary.holds is None:
+        out.print(f"verdict: nothing to judge, no parameter changed along the analysed paths ({counts})")
+    else:
+        out.print(f"verdict: the paper's pattern (capacity grows monotonically, regularization oscillates) "
+                  f"{'holds' if summary.holds else 'does not hold'}: {counts}")
+    if plot is not None:
+        out.print(f"plot: {plot}")
+
+
 def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
