@@ -52,10 +52,10 @@ class Scripted:
 def test_prompt_has_every_section():
     ctx = context(siblings=[NodeView("n2", 2, {**BASE, "temperature": 1.2}, "complete", val_score=0.40)])
     text = render_prompt(ctx, diagnose(ctx.path), 2)
-    for part in ("Task: number_sorting", "learning_rate | regularization | [1e-07, 0.01] log | 0.0001",
-                 "max_completion_length | capacity", "Path so far", "entropy_collapse", "Children already tried",
-                 "temperature 1->1.2: val 0.4", "Best validation score so far: 0.41", "Budget left: 60%",
-                 "Propose 2 different next stages"):
+    for part in ("Task: number_sorting", "learning_rate=0.0001 [1e-07, 0.01] R", "max_completion_length=18 [1, 4096] C",
+                 "0: base model | val 0.37", "1: no change | val 0.41 | reward 0.3", "entropy_collapse",
+                 "Already tried here", "temperature 1->1.2: val 0.4", "Best val so far 0.41", "budget left 60%",
+                 "Give 2 different proposals"):
         assert part in text, part
 
 
@@ -87,7 +87,7 @@ def test_good_answer_becomes_repaired_proposals_with_a_record():
     assert "entropy is collapsing" in out[0].reason and "more exploration" in out[0].reason
     rec = agent.last_record
     assert rec["llm"]["prompt_tokens"] == 321 and rec["repaired"] == 1 and rec["fallback"] is None
-    assert "entropy_collapse" in rec["findings"] and "Path so far" in rec["prompt"]
+    assert "entropy_collapse" in rec["findings"] and "Path (stage" in rec["prompt"]
     SPACE.validate(out[0].params) and SPACE.validate(out[1].params)
 
 

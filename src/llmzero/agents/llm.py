@@ -36,16 +36,13 @@ STEP_FACTOR = 10.0  # a log-scale parameter moves at most x10 (or /10) in one st
 MAX_PROPOSALS = 8
 DECISIONS = ("expand", "stop", "backup")
 
-SYSTEM = """You tune GRPO reinforcement-learning post-training of a language model, stage by stage.
-You read training metrics (TRL names), diagnose what is going wrong, and propose coordinated changes
-to several hyperparameters for the next stage. Answer with one JSON object only.
-Known remedies: entropy collapsing (entropy falling, frac_reward_zero_std rising) -> raise
-entropy_coef (0.002-0.02) and/or temperature (up to 1.3); entropy blowing up or reward collapsing
--> lower learning_rate (x0.3-x0.5), entropy_coef or temperature; truncation (clipped_ratio high)
--> raise max_completion_length; all-same-reward groups -> larger num_generations, higher
-temperature, or easier/harder difficulty; KL blow-up -> lower learning_rate, raise beta; a
-plateau with a healthy run -> a moderately higher or lower learning_rate. Change only what you
-mean to change; never repeat a sibling that was already tried."""
+# Kept short on purpose: on one CPU thread the embedded model reads ~100-150 prompt tokens a second.
+SYSTEM = """You tune GRPO post-training stage by stage: diagnose the metrics, then propose changes for
+the next stage as one JSON object. Remedies: entropy collapse -> raise entropy_coef (0.002-0.02) or
+temperature (to 1.3); entropy blow-up or reward collapse -> lower learning_rate (x0.3-0.5),
+entropy_coef or temperature; truncation -> raise max_completion_length; all-same-reward groups ->
+more num_generations or higher temperature; KL blow-up -> lower learning_rate, raise beta; healthy
+plateau -> move learning_rate x0.5 or x2. Change only what you mean to; never repeat a tried child."""
 
 
 class ProposalAnswer(BaseModel):
@@ -66,15 +63,15 @@ def answer_schema(space: Space, k: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "diagnosis": {"type": "string", "maxLength": 160},
+            "diagnosis": {"type": "string", "maxLength": 100},
             "proposals": {
                 "type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
                 "items": {
                     "type": "object",
                     "properties": {
                         "changes": {"type": "object", "properties": changes, "additionalProperties": False},
-                        "rationale": {"type": "string", "maxLength": 120},
-                        "expected_effect": {"type": "string", "maxLength": 80},
+                        "rationale": {"type": "string", "maxLength": 80},
+                        "expected_effect": {"type": "string", "maxLength": 50},
                     },
                     "required": ["changes", "rationale", "expected_effect"],
                     "additionalProperties": False,
@@ -106,37 +103,38 @@ def _summary(n: NodeView, key: str) -> str:
     return f"{first:.3g}->{last:.3g}"
 
 
-METRICS = ("reward", "entropy", "frac_reward_zero_std", "completions/clipped_ratio", "completions/mean_length",
-           "kl", "grad_norm")
+# Metric trends shown per stage: (TRL name, short label).
+METRICS = (("reward", "reward"), ("entropy", "entropy"), ("frac_reward_zero_std", "zero_std"),
+           ("completions/clipped_ratio", "clipped"), ("completions/mean_length", "length"), ("kl", "kl"),
+           ("grad_norm", "grad"))
+
+
+def _changes(before: dict[str, Value], after: dict[str, Value]) -> str:
+    return ", ".join(f"{n} {_g(before.get(n))}->{_g(v)}" for n, v in after.items() if before.get(n) != v)
 
 
 def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, task: str = "") -> str:
+    """The situation in few tokens: parameters, the path's trends, findings, siblings, budget."""
     node = ctx.node
-    lines = [f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy accuracy on held-out "
-             "validation problems (0-1).", "", "Parameters (name | role | bounds | current):"]
-    for p in ctx.space:
-        lines.append(f"- {p.name} | {p.role.value} | [{_g(p.low)}, {_g(p.high)}]{' log' if p.log else ''} | "
-                     f"{_g(node.params.get(p.name, p.default))}")
-    lines += ["", "Path so far (stage | changed parameters | val | " + " | ".join(METRICS) + "):"]
+    lines = [f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy val accuracy (0-1).",
+             "Parameters (current [min, max], C=capacity R=regularization):"]
+    lines.append("; ".join(f"{p.name}={_g(node.params.get(p.name, p.default))} [{_g(p.low)}, {_g(p.high)}] "
+                           f"{'C' if p.role.value == 'capacity' else 'R'}" for p in ctx.space))
+    lines.append("Path (stage: changes | val | metric first->last):")
     prev: dict[str, Value] | None = None
     for v in ctx.path:
-        changed = "base model" if prev is None else ", ".join(
-            f"{name} {_g(prev.get(name))}->{_g(val)}" for name, val in v.params.items() if prev.get(name) != val) or "none"
-        lines.append(f"- {v.depth} | {changed} | {_g(v.val_score)} | " + " | ".join(_summary(v, m) for m in METRICS))
+        changed = "base model" if prev is None else (_changes(prev, v.params) or "no change")
+        trends = ", ".join(f"{label} {t}" for key, label in METRICS if (t := _summary(v, key)) != "-")
+        lines.append(f"{v.depth}: {changed} | val {_g(v.val_score)}" + (f" | {trends}" if trends else ""))
         prev = v.params
-    lines += ["", "Findings on the last stage:"]
-    lines += [f"- {f.name} (severity {f.severity:.2f}): {f.message}" for f in findings] or ["- none: the stage looks healthy"]
+    lines.append("Findings: " + ("; ".join(f"{f.name} ({f.severity:.2f}): {f.message}" for f in findings)
+                                 or "none, the stage looks healthy"))
     if ctx.siblings:
-        lines += ["", "Children already tried from this node (do not repeat them):"]
-        for s in ctx.siblings:
-            changed = ", ".join(f"{n} {_g(node.params.get(n))}->{_g(v)}" for n, v in s.params.items()
-                                if node.params.get(n) != v) or "no change"
-            lines.append(f"- {changed}: val {_g(s.val_score)} ({s.state})")
-    lines += ["", f"Best validation score so far: {_g(ctx.best_val)}. Budget left: {100 * ctx.budget_left:.0f}%. "
-              f"Stage {node.depth + 1} of at most {ctx.max_depth}.",
-              f"Propose {k} different next stages from this node, each changing one or more parameters. "
-              "Decision: expand (train your proposals), stop (this branch is hopeless) or backup (grow the "
-              "parent instead)."]
+        lines.append("Already tried here (do not repeat): " + "; ".join(
+            f"{_changes(node.params, s.params) or 'no change'}: val {_g(s.val_score)}" for s in ctx.siblings))
+    lines.append(f"Best val so far {_g(ctx.best_val)}; budget left {100 * ctx.budget_left:.0f}%; "
+                 f"next stage {node.depth + 1} of {ctx.max_depth}.")
+    lines.append(f"Give {k} different proposals; decision: expand, stop (hopeless branch) or backup (grow the parent).")
     return "\n".join(lines)
 
 
