@@ -218,5 +218,16 @@ def test_mcts_with_the_llm_agent_records_its_cost(xs_base, tmp_path):
     assert "llm" in by and "skill" in by  # skill fallbacks fill in for the garbage answer
     records = [p for _, _, _, _, p in Journal(tmp_path / "llm" / JOURNAL).events("proposal")]
     assert all(rec["agent"]["prompt"].startswith("Task: number_sorting") for rec in records)
+    # TensorBoard: one run per node, nested along its path, with TRL's metrics and the val score
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for n in r.tree.in_state(NodeState.COMPLETE, NodeState.PRUNED):
+        logdir = tmp_path / "llm" / "tensorboard" / "/".join(x.id for x in r.tree.path(n.id)[1:])
+        acc = EventAccumulator(str(logdir))
+        acc.Reload()
+        tags = acc.Tags()["scalars"]
+        assert {"reward", "entropy", "frac_reward_zero_std", "val_score"} <= set(tags), (n.id, tags)
+        assert [e.step for e in acc.Scalars("reward")] == [int(h["step"]) for h in n.history]
+        assert acc.Scalars("val_score")[-1].value == pytest.approx(n.val_score)
     lr = [n.params["learning_rate"] for n in r.tree.stages() if "much faster" in n.transition.get("reason", "")]
     assert lr and all(v <= 1e-3 for v in lr)  # clamped to x10 of the current value, and recorded

@@ -251,6 +251,8 @@ class SearchRun:
                    "checkpoint": res.checkpoint, "error": res.error, "steps": res.cost.steps or n.steps,
                    "val_samples": res.val_samples}
         self.record("stage_finished" if res.ok else "stage_failed", n.id, payload)
+        if res.ok:
+            self._tensorboard(n)
         es = self.cfg.search.early_stop
         if res.ok and es.enabled and n.depth >= es.min_depth:
             best = self.tree.best_at_depth(n.depth)
@@ -262,6 +264,20 @@ class SearchRun:
         best = self.tree.best()
         if best is not None and best.id != self.tree.best_id:
             self.record("best_changed", best.id, {"val_score": best.val_score})
+
+    def _tensorboard(self, n: Node) -> None:
+        """One TensorBoard run per node, nested along its path (``tensorboard --logdir RUN`` shows the
+        tree): every TRL metric by cumulative step, and the validation score at the stage's end."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        run = self.out / "tensorboard" / "/".join(node.id for node in self.tree.path(n.id)[1:])
+        with SummaryWriter(log_dir=str(run)) as w:
+            for row in n.history:
+                for key, value in row.items():
+                    if key != "step":
+                        w.add_scalar(key, value, int(row["step"]))
+            if n.history and n.val_score is not None:
+                w.add_scalar("val_score", n.val_score, int(n.history[-1]["step"]))
 
     # -- checkpoints ----------------------------------------------------------------------------------------
 
