@@ -187,6 +187,15 @@ class Space:
         return out, repairs
 
 
+def params_key(params: Mapping[str, Any], sig_digits: int | None = None) -> tuple[tuple[str, float], ...]:
+    """A parameter set as an order-free, hashable key: proposers use it to spot duplicates.
+    ``sig_digits`` rounds floats first, so that 1e-4 * 1.5 and 0.00015 compare equal."""
+    def v(x: Any) -> float:
+        return float(f"{float(x):.{sig_digits}g}") if sig_digits is not None else float(x)
+
+    return tuple(sorted((k, v(x)) for k, x in params.items()))
+
+
 def _fmt(v: Value) -> str:
     if isinstance(v, float) and (abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3)):
         return f"{v:.0e}"

@@ -29,7 +29,7 @@ from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.diagnosis import Finding, diagnose
 from llmzero.agents.skill import SkillProposer, fallback_proposals
 from llmzero.llm._base import LLM, LLMReply
-from llmzero.space import Repair, Space, Value
+from llmzero.space import Repair, Space, Value, params_key
 from llmzero.strategy import StageMode
 
 STEP_FACTOR = 10.0  # a log-scale parameter moves at most x10 (or /10) in one stage
@@ -158,10 +158,6 @@ def repair_changes(space: Space, current: dict[str, Value], changes: dict[str, A
     return out, repairs
 
 
-def _key(params: dict[str, Value]) -> tuple:
-    return tuple(sorted((k, round(float(v), 12)) for k, v in params.items()))
-
-
 class LLMProposer:
     """Proposals from an LLM, repaired and backed by the skill agent."""
 
@@ -209,15 +205,15 @@ class LLMProposer:
                               p.findings) for p in props], 0, "expand", why)
         decision = answer.decision if answer.decision in DECISIONS else "expand"
         current = {p.name: ctx.node.params.get(p.name, p.default) for p in ctx.space}
-        seen = {_key(s.params) for s in ctx.siblings}
+        seen = {params_key(s.params) for s in ctx.siblings}
         out: list[Proposal] = []
         repaired = 0
         for a in answer.proposals[:k]:
             params, repairs = repair_changes(ctx.space, current, a.changes)
-            if _key(params) == _key(current) or _key(params) in seen:
+            if params_key(params) == params_key(current) or params_key(params) in seen:
                 repaired += 1
                 continue  # a no-op or a duplicate: replaced by a fallback below
-            seen.add(_key(params))
+            seen.add(params_key(params))
             repaired += bool(repairs)
             why = f"{a.rationale} (expected: {a.expected_effect})" if a.expected_effect else a.rationale
             out.append(Proposal(params, f"llm: {answer.diagnosis[:150]} | {why}"[:600], "llm", StageMode.CONTINUE,

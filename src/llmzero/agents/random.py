@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 
 from llmzero.agents._base import Proposal, ProposalContext
-from llmzero.space import SEARCH_RANGES, Param, Value
+from llmzero.space import SEARCH_RANGES, Param, Value, params_key
 
 LENGTH_PARAM = "max_completion_length"
 LENGTH_FACTOR = 2.0  # sample the response length within [node/2, node*2]
@@ -52,7 +52,7 @@ class RandomProposer:
                                                               if n not in KEPT_BY_DEFAULT]
         names = [space[n].name for n in wanted]  # an unknown name raises a SpaceError naming it
         base = {p.name: ctx.node.params.get(p.name, p.default) for p in space}
-        seen = {_key({**base, **{n: v for n, v in s.params.items() if n in space}}) for s in ctx.siblings}
+        seen = {params_key({**base, **{n: v for n, v in s.params.items() if n in space}}) for s in ctx.siblings}
         out: list[Proposal] = []
         for _ in range(TRIES_PER_PROPOSAL * max(k, 0)):
             if len(out) >= k:
@@ -61,14 +61,11 @@ class RandomProposer:
             for n in names:
                 raw[n] = sample_param(space[n], base[n], rng)
             params, repairs = space.repair(raw, reason_prefix="random: ")
-            if _key(params) in seen:
+            if params_key(params) in seen:
                 continue
-            seen.add(_key(params))
+            seen.add(params_key(params))
             changes = ", ".join(f"{n} {base[n]:g} -> {params[n]:g}" for n in names if params[n] != base[n])
             out.append(Proposal(params=params, reason=f"random sample: {changes or 'same parameters'}",
                                 proposed_by=self.name, repairs=tuple(repairs)))
         return out
 
-
-def _key(params: dict[str, Value]) -> tuple[tuple[str, float], ...]:
-    return tuple(sorted((k, float(v)) for k, v in params.items()))

@@ -20,7 +20,7 @@ from typing import Any
 
 from llmzero.agents._base import Proposal, ProposalContext
 from llmzero.agents.diagnosis import Finding, diagnose
-from llmzero.space import Space, Value
+from llmzero.space import Space, Value, params_key
 from llmzero.strategy import StageMode
 
 LR_DOWN = 0.5  # halve the learning rate against instability
@@ -163,7 +163,7 @@ def _tidy(v: Value) -> Value:
 
 
 def _key(params: Params) -> tuple[tuple[str, float], ...]:
-    return tuple(sorted((k, float(_tidy(float(v)))) for k, v in params.items()))
+    return params_key(params, SIG_DIGITS)
 
 
 def _full(space: Space, params: Params) -> dict[str, Value]:
