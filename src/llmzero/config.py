@@ -90,6 +90,10 @@ class SearchConfig(_Model):
         default_factory=lambda: {"learning_rate": [5e-5, 1e-4, 2e-4], "entropy_coef": [0.0, 0.01]},
         description="grid method: values per parameter; their product is the set of static configurations.")
     pbt: PBTConfig = Field(default_factory=PBTConfig)
+    prior: str | None = Field(
+        None, description="A search run directory (usually on another task) whose discovered strategy and "
+        "dynamics guide mcts and skill: the agent reads them, and each node's first child follows the "
+        "strategy's move for that stage (llmzero transfer sets this).")
 
     @field_validator("grid")
     @classmethod

@@ -48,6 +48,14 @@ class Status:
     message: str = ""
 
 
+def task_spec(cfg: ExperimentConfig):
+    """The experiment's task as a picklable :class:`~llmzero.tasks.TaskSpec`."""
+    from llmzero.tasks import Sizes, TaskSpec
+
+    t = cfg.task
+    return TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed, tuple(sorted(t.config.items())))
+
+
 def node_seed(seed: int, node_id: str) -> int:
     return zlib.crc32(f"{seed}:{node_id}".encode()) % (2**31)
 
@@ -74,16 +82,22 @@ class SearchRun:
         self.cfg = cfg
         self.workers = workers or cfg.executor.workers
         self.record = Recorder(self.journal, self.tree)
-        from llmzero.tasks import TaskSpec, Sizes, task_space
+        from llmzero.tasks import task_space
 
-        t = self.cfg.task
-        self.task_spec = TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed,
-                                  tuple(sorted(t.config.items())))
+        self.task_spec = task_spec(self.cfg)
         self.task = self.task_spec.build()
         self.space = task_space(self.task)
         self.method = get_method(self.cfg.search.method)
-        self.ctx = SearchContext(cfg=self.cfg, space=self.space, proposer=self._proposer(),
-                                 extra={"task": f"{self.task.name} ({getattr(self.task, 'description', '')})"})
+        extra: dict[str, Any] = {"task": f"{self.task.name} ({getattr(self.task, 'description', '')})"}
+        if self.cfg.search.prior:
+            from llmzero.config import ConfigError
+            from llmzero.transfer import TransferError, load_prior
+
+            try:
+                extra["prior"] = load_prior(self.cfg.search.prior)
+            except TransferError as e:
+                raise ConfigError(f"search.prior: {e}") from None
+        self.ctx = SearchContext(cfg=self.cfg, space=self.space, proposer=self._proposer(), extra=extra)
         self.base_dir: str | None = self.tree.meta.get("base_dir")
         self.t0 = time.time()  # wall time counts this process only (a resumed run starts again at 0)
 

@@ -17,10 +17,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llmzero.agents._base import ProposalContext, Proposer
+from llmzero.agents._base import Proposal, ProposalContext, Proposer
 from llmzero.config import ExperimentConfig
 from llmzero.search.tree import NodeState, Tree
-from llmzero.space import Space, Transition, Value
+from llmzero.space import Space, Transition, Value, params_key
+from llmzero.strategy import StageMode
 
 
 @dataclass(frozen=True)
@@ -79,18 +80,41 @@ def usable(tree: Tree, node_id: str) -> bool:
     return tree.nodes[node_id].state is NodeState.COMPLETE
 
 
+def _prior_proposal(pctx: ProposalContext) -> Proposal | None:
+    """The prior's move for this stage (``search.prior``), unless a sibling already made it or it
+    changes nothing here."""
+    prior = pctx.extra.get("prior")
+    move = prior.move(pctx.node.depth) if prior is not None else None
+    if move is None:
+        return None
+    from llmzero.transfer import apply_move
+
+    params, repairs = apply_move(pctx.space, dict(pctx.node.params), move)
+    tried = {params_key(s.params) for s in pctx.siblings} | {params_key(pctx.node.params)}
+    if params_key(params) in tried:
+        return None
+    return Proposal(params, f"prior from {prior.task}, stage {pctx.node.depth + 1}: {move.describe()}", "prior",
+                    StageMode(move.mode), tuple(repairs), ())
+
+
 def propose_specs(ctx: SearchContext, tree: Tree, node_id: str, k: int, proposer: Proposer,
                   rng: random.Random) -> list[StageSpec]:
     pctx = ctx.proposal_context(tree, node_id)
     pctx.extra.update(ctx.extra)
-    proposals = proposer.propose(pctx, k, rng)[:k]
+    first = _prior_proposal(pctx)
+    asked = k - 1 if first else k
+    proposals = proposer.propose(pctx, asked, rng)[:asked] if asked else []
+    if asked and node_id in getattr(proposer, "closed", ()):
+        return []  # the agent stopped this branch: the prior does not overrule it
+    if first:
+        proposals = [first] + [p for p in proposals if params_key(p.params) != params_key(first.params)]
     record = {"proposer": proposer.name, "node": node_id, "k": k,
               "input": {"node": pctx.node.__dict__ | {"history": f"{len(pctx.node.history)} rows"},
                         "path": [v.id for v in pctx.path], "siblings": [v.id for v in pctx.siblings],
                         "best_val": pctx.best_val, "budget_left": pctx.budget_left},
               "output": [{"params": p.params, "reason": p.reason, "findings": list(p.findings),
                           "repairs": [r.__dict__ for r in p.repairs]} for p in proposals],
-              "agent": getattr(proposer, "last_record", None)}  # an LLM agent's prompt, answer and cost
+              "agent": getattr(proposer, "last_record", None) if asked else None}  # an LLM agent's prompt, answer and cost
     return [StageSpec(parent_id=node_id, params=dict(p.params), reason=p.reason, proposed_by=p.proposed_by,
                       mode=p.mode.value, repairs=p.repairs, findings=p.findings,
                       proposal_record=record if i == 0 else None)

@@ -1,0 +1,73 @@
+"""Train a fixed multi-stage schedule end to end: what ``llmzero train`` and ``llmzero transfer`` run.
+
+Each stage continues from the one before (or restarts, as the stage says); the final checkpoint is
+scored once on the test split. The run directory gets the strategy, one checkpoint per stage,
+``stages.json`` and ``summary.json``; the summary is written last, so a directory with a summary is a
+finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llmzero.strategy import Strategy
+from llmzero.tasks import TaskSpec
+from llmzero.training._base import StageResult
+
+
+def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base_dir: str, *,
+                   base_test: float | None = None, parent: str | None = None, seed: int = 0, workers: int = 1,
+                   prompts_per_step: int = 8,
+                   on_stage: Callable[[int, StageResult], None] | None = None,
+                   say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train ``strategy`` from ``parent`` (default: the base model) and score it on test.
+
+    ``on_stage(i, result)`` is called after each stage, ``say(message)`` before each long step.
+    Training stops at the first failed stage (its result is kept and the summary counts it).
+    """
+    from llmzero.execution import LocalPool, RunnerSpec
+    from llmzero.training.evaluate import evaluate_checkpoint
+    from llmzero.training.grpo import TrainingSettings
+
+    say = say or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    t0 = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strategy.save(out_dir / "strategy.yaml")
+    task = spec.build()
+    results: list[dict[str, Any]] = []
+    runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=prompts_per_step))
+    with LocalPool(workers) as pool:
+        for i, stage in enumerate(strategy.stages):
+            say(f"stage {i + 1}/{len(strategy.stages)}: {stage.steps} GRPO steps")
+            stage_seed = stage.seed if stage.seed is not None else seed + i
+            res = pool.run(runner, parent, stage, str(out_dir / f"stage-{i}"), stage_seed)
+            results.append(res.to_dict())
+            if on_stage is not None:
+                on_stage(i, res)
+            if not res.ok:
+                break
+            parent = res.checkpoint
+    final = results[-1]
+    test = None
+    if final["status"] == "complete":
+        say("scoring the final checkpoint on the test split")
+        length = int(final["stage"]["params"]["max_completion_length"])
+        test = evaluate_checkpoint(task, final["checkpoint"], "test", length)
+        if base_test is None:
+            base_test = evaluate_checkpoint(task, base_dir, "test", length)
+    summary = {
+        "task": spec.name, "out": str(out_dir), "base": base_dir, "stages": len(results),
+        "failed": sum(r["status"] == "failed" for r in results),
+        "val_scores": [r["val_score"] for r in results], "test_score": test, "base_test_score": base_test,
+        "steps": sum(r["cost"]["steps"] for r in results),
+        "generated_tokens": sum(r["cost"]["generated_tokens"] for r in results),
+        "wall_seconds": round(time.time() - t0, 1),
+    }
+    (out_dir / "stages.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,156 @@
+"""Transfer: moves as ratios, the prior in the search and the prompt, and `llmzero transfer` end to end."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmzero.agents._base import NodeView, Proposal, ProposalContext
+from llmzero.agents.llm import render_prompt
+from llmzero.space import DEFAULT_SPACE
+from llmzero.strategy import StageMode, Strategy
+from llmzero.transfer import Move, Prior, apply_move, map_strategy
+
+SPACE = DEFAULT_SPACE.with_defaults(max_completion_length=40)
+PRIOR = Prior(source="runs/src", task="number_sorting", val_score=0.5, pattern="monotone: max_completion_length",
+              moves=(Move({"max_completion_length": (18, 27), "learning_rate": (1e-4, 5e-5)}, steps=30),
+                     Move({"entropy_coef": (0.0, 0.01), "learning_rate": (5e-5, 1e-4)}, steps=20),
+                     Move({"temperature": (1.0, 9.0)}, steps=10)))
+
+
+def test_moves_transfer_as_ratios_or_values_and_are_made_legal():
+    p, repairs = apply_move(SPACE, SPACE.defaults(), PRIOR.moves[0])
+    assert p["max_completion_length"] == 60  # 40 x 27/18: the target's own length grows by the same ratio
+    assert p["learning_rate"] == pytest.approx(SPACE.defaults()["learning_rate"] / 2)
+    assert not repairs
+    p, _ = apply_move(SPACE, p, PRIOR.moves[1])
+    assert p["entropy_coef"] == 0.01  # from 0 there is no ratio: the value itself
+    p, repairs = apply_move(SPACE, p, PRIOR.moves[2])
+    assert p["temperature"] == SPACE["temperature"].high and repairs  # clamped, and the repair is recorded
+    assert repairs[0].param == "temperature"
+    p, _ = apply_move(SPACE, SPACE.defaults(), Move({"not_a_param": (1, 2)}, steps=5))
+    assert p == SPACE.defaults()  # a parameter the target does not have is dropped
+
+
+def test_map_strategy_chains_the_moves_from_the_target_defaults():
+    strategy, repairs = map_strategy(PRIOR, SPACE)
+    assert [s.steps for s in strategy.stages] == [30, 20, 10]
+    assert strategy.stages[0].params["max_completion_length"] == 60
+    assert strategy.stages[1].params["learning_rate"] == pytest.approx(SPACE.defaults()["learning_rate"])
+    assert strategy.stages[2].params["entropy_coef"] == 0.01  # unchanged parameters carry over
+    assert len(repairs) == 1 and strategy.meta["source_task"] == "number_sorting"
+    Strategy.from_dict(strategy.to_dict(), space=SPACE)  # every stage is legal in the target space
+
+
+def test_prior_is_in_the_prompt_and_first_child_follows_it():
+    from llmzero.search.methods._base import SearchContext, propose_specs
+    from llmzero.search.tree import Tree
+
+    root = NodeView("root", 0, SPACE.defaults(), "complete", val_score=0.3)
+    ctx = ProposalContext(space=SPACE, node=root, path=(root,), extra={"prior": PRIOR, "task": "arithmetic"})
+    text = render_prompt(ctx, [], 2)
+    assert "Prior from a search on number_sorting (val 0.500)" in text
+    assert "stage 1: max_completion_length 18->27" in text
+
+    class Echo:
+        name = "echo"
+        closed: set = set()
+
+        def __init__(self):
+            self.asked = []
+
+        def propose(self, pctx, k, rng):
+            self.asked.append(k)
+            params = {**pctx.node.params, "beta": 0.05}
+            return [Proposal(params, "echo", "echo")][:k]
+
+    tree = Tree()
+    tree.apply("root", "root", {"params": SPACE.defaults(), "val_score": 0.3})
+
+    class Cfg:
+        seed = 0
+
+        class search:
+            depth = 3
+
+    sctx = SearchContext(cfg=Cfg, space=SPACE, extra={"prior": PRIOR})
+    echo = Echo()
+    specs = propose_specs(sctx, tree, "root", 2, echo, random.Random(0))
+    assert echo.asked == [1]  # the prior takes one slot, the proposer the rest
+    assert [s.proposed_by for s in specs] == ["prior", "echo"]
+    assert specs[0].params == apply_move(SPACE, SPACE.defaults(), PRIOR.moves[0])[0]
+    # a node whose prior move is already among its children gets none again
+    tree.apply("node_created", "n1", {"parent_id": "root", "depth": 1, "params": specs[0].params, "steps": 5})
+    specs = propose_specs(sctx, tree, "root", 2, echo, random.Random(0))
+    assert echo.asked[-1] == 2 and all(s.proposed_by == "echo" for s in specs)
+
+
+# -- end to end ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_sizes, tmp_path):
+    from llmzero.models.base import SFTSettings, build_base
+    from llmzero.search import SearchRun
+    from llmzero.tasks import get_task
+    from llmzero.transfer import load_prior
+
+    from conftest import XS_SFT
+    from test_search import config
+
+    cfg = config(xs_base, method="mcts")
+    cfg["task"]["sizes"] = small_sizes.__dict__
+    src = tmp_path / "src"
+    from llmzero.config import parse_config
+
+    r = SearchRun(parse_config(cfg), src)
+    r.run()
+    r.close()
+    target_base = build_base(get_task("arithmetic", sizes=small_sizes), "xs", seed=0, sft=SFTSettings(**XS_SFT))
+    out = tmp_path / "tr"
+    cmd = [sys.executable, "-m", "llmzero.cli", "transfer", "--from", str(src), "--task", "arithmetic",
+           "--model", target_base.path, "--out", str(out), "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["source_task"] == "number_sorting" and report["task"] == "arithmetic"
+    results = report["results"]
+    assert set(results) == {"replay", "search", "fixed"}
+    for part, r in results.items():
+        assert 0 <= r["test_score"] <= 1, part
+        assert r["vs_fixed"] == pytest.approx(r["test_score"] / results["fixed"]["test_score"] - 1)
+    # the replayed strategy is the source's moves mapped onto arithmetic's space
+    from llmzero.tasks import task_space
+
+    prior = load_prior(src)
+    expected, _ = map_strategy(prior, task_space(get_task("arithmetic", sizes=small_sizes)))
+    replayed = Strategy.load(out / "replay" / "strategy.yaml")
+    assert [s.params for s in replayed.stages] == [s.params for s in expected.stages]
+    # the search started from the prior: the root's first child follows the prior's first move
+    from llmzero.search import Journal
+
+    tree = Journal(out / "search" / "journal.sqlite").replay()
+    first = tree.nodes[tree.root.children[0]]
+    assert first.transition["proposed_by"] == "prior"
+    assert first.params == apply_move(task_space(get_task("arithmetic", sizes=small_sizes)), tree.root.params,
+                                      prior.moves[0])[0]
+    assert Journal(out / "fixed" / "journal.sqlite").replay().meta["config"]["search"]["method"] == "fixed"
+    # running it again resumes: nothing is trained twice
+    before = {p: (out / p / "summary.json").stat().st_mtime for p in ("replay", "search", "fixed")}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["results"] == results
+    assert before == {p: (out / p / "summary.json").stat().st_mtime for p in ("replay", "search", "fixed")}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--from", "/nonexistent/run", "--task", "countdown"], ["from=", "journal.sqlite"]),
+    (["--from", ".", "--task", "countdown", "--only", "everything"], ["only='everything'", "replay"]),
+])
+def test_transfer_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "llmzero.cli", "transfer", *args], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), lines
