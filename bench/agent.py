@@ -67,7 +67,7 @@ def contexts() -> list[tuple[str, ProposalContext]]:
 
 
 def run(proposer, rounds: int) -> dict:
-    secs, repaired, hits, total = [], 0, 0, 0
+    secs, tokens, repaired, hits, total = [], [], 0, 0, 0
     for name, ctx in contexts():
         findings = [f.name for f in diagnose(ctx.path)]
         for r in range(rounds):
@@ -75,10 +75,14 @@ def run(proposer, rounds: int) -> dict:
             props = proposer.propose(ctx, 2, random.Random(r))
             secs.append(time.perf_counter() - t)
             rec = getattr(proposer, "last_record", {}) or {}
+            if rec.get("llm"):
+                tokens.append((rec["llm"]["prompt_tokens"], rec["llm"]["completion_tokens"]))
             repaired += bool(rec.get("repaired") or rec.get("fallback"))
             hits += sum(addressed(f, ctx.node.params, props) for f in findings)
             total += len(findings)
     return {"median_s": statistics.median(secs), "max_s": max(secs), "rounds": len(secs),
+            "prompt_tokens": statistics.median(t[0] for t in tokens) if tokens else 0,
+            "completion_tokens": statistics.median(t[1] for t in tokens) if tokens else 0,
             "repaired_share": repaired / len(secs), "addressed_share": hits / total if total else float("nan")}
 
 
@@ -102,10 +106,12 @@ def main() -> None:
         llm = RecordingLLM(llm, a.record)
     rows = {"llm (embedded " + a.tier + f", {a.threads} thread)": run(LLMProposer(llm), a.rounds),
             "skill (no LLM)": run(SkillProposer(), a.rounds)}
-    print("| agent | rounds | median s/round | max s | needed repair or fallback | findings addressed |")
-    print("|---|---|---|---|---|---|")
+    print("| agent | rounds | median s/round | max s | median prompt / answer tokens | needed repair or fallback "
+          "| findings addressed |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['rounds']} | {r['median_s']:.2f} | {r['max_s']:.2f} | {100 * r['repaired_share']:.0f}% "
+        print(f"| {name} | {r['rounds']} | {r['median_s']:.2f} | {r['max_s']:.2f} | "
+              f"{r['prompt_tokens']:.0f} / {r['completion_tokens']:.0f} | {100 * r['repaired_share']:.0f}% "
               f"| {100 * r['addressed_share']:.0f}% |")
     llm_row = next(iter(rows.values()))
     print(f"goal: median at most 5 s per proposal round -> {'met' if llm_row['median_s'] <= 5 else 'NOT met'}")

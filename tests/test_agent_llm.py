@@ -62,7 +62,7 @@ def test_prompt_has_every_section():
 def test_schema_lists_every_parameter_and_k():
     s = answer_schema(SPACE, 3)
     props = s["properties"]["proposals"]
-    assert props["maxItems"] == 3 and set(props["items"]["properties"]["changes"]["properties"]) == set(SPACE.names)
+    assert props["maxItems"] == 3 and set(props["items"]["properties"]["changes"]["items"]["properties"]["name"]["enum"]) == set(SPACE.names)
     assert s["properties"]["decision"]["enum"] == ["expand", "stop", "backup"]
 
 
@@ -119,3 +119,57 @@ def test_stop_decision_closes_the_branch():
     agent = LLMProposer(Scripted({"diagnosis": "dead", "decision": "stop", "proposals": [
         {"changes": {"learning_rate": 5e-5}, "rationale": "r", "expected_effect": "e"}]}))
     assert agent.propose(context(), 2, random.Random(0)) == [] and "n1" in agent.closed
+
+
+# -- menu answers (the default for embedded models) ---------------------------------------------------------
+
+def test_menu_options_are_legal_distinct_new_and_include_a_coordinated_move():
+    from llmzero.agents.llm import MENU_SIZE, menu_options
+
+    truncated = tuple({**r, "completions/clipped_ratio": 0.9} for r in collapsing_history())
+    root = NodeView("root", 0, dict(BASE), "complete", val_score=0.37)
+    node = NodeView("n1", 1, dict(BASE), "complete", val_score=0.41, history=truncated)
+    sib = NodeView("n2", 2, {**BASE, "temperature": 1.2}, "complete", val_score=0.40)
+    ctx = ProposalContext(space=SPACE, node=node, path=(root, node), siblings=(sib,))
+    opts = menu_options(ctx, random.Random(0))
+    keys = [tuple(sorted(o.params.items())) for o in opts]
+    assert 2 <= len(opts) <= MENU_SIZE and len(set(keys)) == len(keys)
+    assert tuple(sorted(sib.params.items())) not in keys
+    for o in opts:
+        SPACE.validate(o.params)
+    combined = [o for o in opts if o.reason.startswith("combined:")]
+    assert combined and len({k for k, v in combined[0].params.items() if BASE[k] != v}) >= 2
+    assert {"entropy_collapse", "truncation"} <= {f for o in opts for f in o.findings}
+
+
+def test_menu_picks_become_the_listed_options_and_bad_picks_are_replaced():
+    from llmzero.agents.llm import menu_options
+
+    llm = Scripted({"diagnosis": "entropy falls", "decision": "expand", "proposals": [
+        {"option": 2, "rationale": "explore", "expected_effect": "entropy up"},
+        {"option": 2, "rationale": "again", "expected_effect": "same"}]})
+    agent = LLMProposer(llm)
+    out = agent.propose(context(), 2, random.Random(0))
+    messages, schema = llm.calls[0]
+    prompt = messages[1]["content"]
+    n = schema["properties"]["proposals"]["items"]["properties"]["option"]["enum"]
+    assert "Options:\n1: " in prompt and "Pick 2 different options" in prompt and "[1e-07, 0.01]" not in prompt
+    assert n == list(range(1, len(n) + 1)) and f"\n{len(n)}: " in prompt
+    # the options are drawn from the proposer's rng: the same draw gives the same menu
+    rng = random.Random(0)
+    opts = menu_options(context(), random.Random(rng.random()))
+    assert out[0].proposed_by == "llm" and out[0].params == opts[1].params and "option 2" in out[0].reason
+    assert out[1].proposed_by == "skill" and out[1].params == opts[0].params  # the repeat: next option in order
+    assert agent.last_record["repaired"] == 1 and agent.last_record["mode"] == "menu"
+
+
+def test_free_mode_asks_for_changes_with_bounds():
+    llm = Scripted({"diagnosis": "d", "decision": "expand", "proposals": [
+        {"changes": [{"name": "entropy_coef", "value": 0.01}], "rationale": "r", "expected_effect": "e"}]})
+    agent = LLMProposer(llm, answer="free")
+    out = agent.propose(context(), 1, random.Random(0))
+    assert "learning_rate=0.0001 [1e-07, 0.01] R" in llm.calls[0][0][1]["content"]
+    assert "changes" in llm.calls[0][1]["properties"]["proposals"]["items"]["properties"]
+    assert out[0].proposed_by == "llm" and out[0].params == {**BASE, "entropy_coef": 0.01}
+    with pytest.raises(ValueError, match="answer='poem'"):
+        LLMProposer(llm, answer="poem")

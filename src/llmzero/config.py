@@ -69,6 +69,10 @@ class LLMConfig(_Model):
     path: str | None = Field(None, description="Transcript file (replay backend).")
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of the agent's answers.")
     max_tokens: int = Field(400, ge=50, le=8192, description="Longest answer.")
+    answer: Literal["auto", "menu", "free"] = Field(
+        "auto", description="menu: the agent picks and justifies options from the skill library (short answers, "
+        "made for small models); free: it writes the changes itself; auto: free for the openai backend, "
+        "menu otherwise.")
 
 
 class SearchConfig(_Model):

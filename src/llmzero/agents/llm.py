@@ -23,7 +23,7 @@ import math
 import random
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.diagnosis import Finding, diagnose
@@ -35,6 +35,7 @@ from llmzero.strategy import StageMode
 STEP_FACTOR = 10.0  # a log-scale parameter moves at most x10 (or /10) in one stage
 MAX_PROPOSALS = 8
 DECISIONS = ("expand", "stop", "backup")
+ANSWER_MODES = ("menu", "free")
 
 # Kept short on purpose: on one CPU thread the embedded model reads ~100-150 prompt tokens a second.
 SYSTEM = """You tune GRPO post-training stage by stage: diagnose the metrics, then propose changes for
@@ -42,13 +43,27 @@ the next stage as one JSON object. Remedies: entropy collapse -> raise entropy_c
 temperature (to 1.3); entropy blow-up or reward collapse -> lower learning_rate (x0.3-0.5),
 entropy_coef or temperature; truncation -> raise max_completion_length; all-same-reward groups ->
 more num_generations or higher temperature; KL blow-up -> lower learning_rate, raise beta; healthy
-plateau -> move learning_rate x0.5 or x2. Change only what you mean to; never repeat a tried child."""
+plateau -> move learning_rate x0.5 or x2. Each proposal changes 1-3 parameters, each to a new value;
+never repeat a tried child."""
+
+
+MAX_CHANGES = 3  # parameters one proposal may change: keeps answers short and proposals deliberate
 
 
 class ProposalAnswer(BaseModel):
-    changes: dict[str, float] = Field(default_factory=dict)
+    option: int | None = None  # menu answers: the number of a listed option
+    changes: dict[str, float] = Field(default_factory=dict)  # free answers: parameter -> new value
     rationale: str = ""
     expected_effect: str = ""
+
+    @field_validator("changes", mode="before")
+    @classmethod
+    def _pairs(cls, v: Any) -> Any:
+        """The schema asks for a list of {"name", "value"} pairs; a plain mapping is accepted too
+        (OpenAI-style answers, older transcripts). A repeated name keeps its last value."""
+        if isinstance(v, list):
+            return {c["name"]: c["value"] for c in v if isinstance(c, dict) and "name" in c and "value" in c}
+        return v
 
 
 class Answer(BaseModel):
@@ -58,20 +73,27 @@ class Answer(BaseModel):
 
 
 def answer_schema(space: Space, k: int) -> dict[str, Any]:
-    """The JSON schema the LLM must answer with (also its decoding grammar for embedded models)."""
-    changes = {p.name: {"type": "integer" if p.type is int else "number"} for p in space}
+    """The JSON schema the LLM must answer with (also its decoding grammar for embedded models).
+
+    Changes are a short list of {"name", "value"} pairs rather than an object with every parameter as
+    an optional property: small models fill every optional property in schema order, which made
+    answers long and turned most proposals into no-ops.
+    """
+    change = {"type": "object",
+              "properties": {"name": {"type": "string", "enum": list(space.names)}, "value": {"type": "number"}},
+              "required": ["name", "value"], "additionalProperties": False}
     return {
         "type": "object",
         "properties": {
-            "diagnosis": {"type": "string", "maxLength": 100},
+            "diagnosis": {"type": "string", "maxLength": 80},
             "proposals": {
                 "type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
                 "items": {
                     "type": "object",
                     "properties": {
-                        "changes": {"type": "object", "properties": changes, "additionalProperties": False},
-                        "rationale": {"type": "string", "maxLength": 80},
-                        "expected_effect": {"type": "string", "maxLength": 50},
+                        "changes": {"type": "array", "minItems": 1, "maxItems": MAX_CHANGES, "items": change},
+                        "rationale": {"type": "string", "maxLength": 60},
+                        "expected_effect": {"type": "string", "maxLength": 40},
                     },
                     "required": ["changes", "rationale", "expected_effect"],
                     "additionalProperties": False,
@@ -82,6 +104,59 @@ def answer_schema(space: Space, k: int) -> dict[str, Any]:
         "required": ["diagnosis", "proposals", "decision"],
         "additionalProperties": False,
     }
+
+
+MENU_SIZE = 6  # options listed for a menu answer
+
+
+def menu_schema(n_options: int, k: int) -> dict[str, Any]:
+    """The schema of a menu answer: the agent picks ``k`` of ``n_options`` numbered options."""
+    return {
+        "type": "object",
+        "properties": {
+            "diagnosis": {"type": "string", "maxLength": 40},
+            "proposals": {
+                "type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "option": {"type": "integer", "enum": list(range(1, n_options + 1))},
+                        "rationale": {"type": "string", "maxLength": 28},
+                        "expected_effect": {"type": "string", "maxLength": 20},
+                    },
+                    "required": ["option", "rationale", "expected_effect"],
+                    "additionalProperties": False,
+                },
+            },
+            "decision": {"type": "string", "enum": list(DECISIONS)},
+        },
+        "required": ["diagnosis", "proposals", "decision"],
+        "additionalProperties": False,
+    }
+
+
+def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE) -> list[Proposal]:
+    """Candidate children for a menu answer: the skill library's remedies for the findings first,
+    one combination of the two best remedies that touch different parameters (a coordinated
+    move), then diverse fallbacks; each legal, none a repeat of a sibling."""
+    skill = SkillProposer().propose(ctx, n, rng)
+    out: list[Proposal] = []
+    seen = {params_key(s.params) for s in ctx.siblings}
+    for p in skill:
+        if params_key(p.params) not in seen:
+            seen.add(params_key(p.params))
+            out.append(p)
+    node = dict(ctx.node.params)
+    moved = [(p, {k for k, v in p.params.items() if node.get(k) != v}) for p in out if p.findings]
+    for (a, ka), (b, kb) in ((x, y) for i, x in enumerate(moved) for y in moved[i + 1:]):
+        if ka and kb and not ka & kb:
+            params = {**a.params, **{k: b.params[k] for k in kb}}
+            if params_key(params) not in seen:
+                seen.add(params_key(params))
+                out.insert(min(2, len(out)), Proposal(params, f"combined: {a.reason} + {b.reason}", "skill",
+                                                      a.mode, a.repairs + b.repairs, a.findings + b.findings))
+            break
+    return out[:n]
 
 
 # -- the prompt --------------------------------------------------------------------------------------
@@ -100,7 +175,7 @@ def _summary(n: NodeView, key: str) -> str:
         return "-"
     q = max(1, len(vals) // 4)
     first, last = sum(vals[:q]) / q, sum(vals[-q:]) / q
-    return f"{first:.3g}->{last:.3g}"
+    return f"{first:.2g}->{last:.2g}"  # digits are a token each: two significant ones say enough
 
 
 # Metric trends shown per stage: (TRL name, short label).
@@ -113,13 +188,19 @@ def _changes(before: dict[str, Value], after: dict[str, Value]) -> str:
     return ", ".join(f"{n} {_g(before.get(n))}->{_g(v)}" for n, v in after.items() if before.get(n) != v)
 
 
-def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, task: str = "") -> str:
-    """The situation in few tokens: parameters, the path's trends, findings, siblings, budget."""
+def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, task: str = "",
+                  options: list[Proposal] | None = None) -> str:
+    """The situation in few tokens: parameters, the path's trends, findings, siblings, budget; and
+    for a menu answer the numbered options (then bounds are left out: every option is legal)."""
     node = ctx.node
-    lines = [f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy val accuracy (0-1).",
-             "Parameters (current [min, max], C=capacity R=regularization):"]
-    lines.append("; ".join(f"{p.name}={_g(node.params.get(p.name, p.default))} [{_g(p.low)}, {_g(p.high)}] "
-                           f"{'C' if p.role.value == 'capacity' else 'R'}" for p in ctx.space))
+    lines = [f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy val accuracy (0-1)."]
+    if options:
+        lines.append("Parameters: " + "; ".join(f"{p.name}={_g(node.params.get(p.name, p.default))}"
+                                                 for p in ctx.space))
+    else:
+        lines.append("Parameters (current [min, max], C=capacity R=regularization):")
+        lines.append("; ".join(f"{p.name}={_g(node.params.get(p.name, p.default))} [{_g(p.low)}, {_g(p.high)}] "
+                               f"{'C' if p.role.value == 'capacity' else 'R'}" for p in ctx.space))
     lines.append("Path (stage: changes | val | metric first->last):")
     prev: dict[str, Value] | None = None
     for v in ctx.path:
@@ -127,14 +208,25 @@ def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, task: s
         trends = ", ".join(f"{label} {t}" for key, label in METRICS if (t := _summary(v, key)) != "-")
         lines.append(f"{v.depth}: {changed} | val {_g(v.val_score)}" + (f" | {trends}" if trends else ""))
         prev = v.params
-    lines.append("Findings: " + ("; ".join(f"{f.name} ({f.severity:.2f}): {f.message}" for f in findings)
+    lines.append("Findings: " + ("; ".join(f"{f.name} ({f.severity:.2f}): {f.message.removeprefix(f.name + ': ')}"
+                                           for f in findings)
                                  or "none, the stage looks healthy"))
+    if (prior := ctx.extra.get("prior")) is not None:
+        lines.append(prior.text())
     if ctx.siblings:
         lines.append("Already tried here (do not repeat): " + "; ".join(
             f"{_changes(node.params, s.params) or 'no change'}: val {_g(s.val_score)}" for s in ctx.siblings))
     lines.append(f"Best val so far {_g(ctx.best_val)}; budget left {100 * ctx.budget_left:.0f}%; "
                  f"next stage {node.depth + 1} of {ctx.max_depth}.")
-    lines.append(f"Give {k} different proposals; decision: expand, stop (hopeless branch) or backup (grow the parent).")
+    if options:
+        lines.append("Options:")
+        lines += [f"{i}: {_changes(node.params, o.params) or 'keep going, same parameters'}"
+                  + (f" (for {', '.join(dict.fromkeys(o.findings))})" if o.findings else "")
+                  for i, o in enumerate(options, 1)]
+        lines.append(f"Pick {k} different options; decision: expand, stop (hopeless branch) or backup.")
+    else:
+        lines.append(f"Give {k} different proposals; decision: expand, stop (hopeless branch) or backup "
+                     "(grow the parent).")
     return "\n".join(lines)
 
 
@@ -159,30 +251,42 @@ def repair_changes(space: Space, current: dict[str, Value], changes: dict[str, A
 
 
 class LLMProposer:
-    """Proposals from an LLM, repaired and backed by the skill agent."""
+    """Proposals from an LLM, repaired and backed by the skill agent.
+
+    ``answer="menu"`` (the default, made for small embedded models) lists numbered options from the
+    skill library and asks the LLM to pick and justify ``k`` of them: a short answer, and every
+    proposal sane. ``answer="free"`` asks for the changes themselves (for capable remote models).
+    Either kind of answer is understood in either mode, so recorded transcripts always replay.
+    """
 
     name = "llm"
 
-    def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 400, task: str = ""):
+    def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 400, task: str = "",
+                 answer: str = "menu"):
+        if answer not in ANSWER_MODES:
+            raise ValueError(f"answer={answer!r} is not allowed: expected one of {', '.join(ANSWER_MODES)}")
         self.llm, self.temperature, self.max_tokens, self.task = llm, temperature, max_tokens, task
+        self.answer = answer
         self.skill = SkillProposer()
         self.last_record: dict[str, Any] = {}
         self.closed: set[str] = set()  # nodes the agent decided to stop
 
     def propose(self, ctx: ProposalContext, k: int, rng: random.Random) -> list[Proposal]:
         findings = diagnose(ctx.path)
-        prompt = render_prompt(ctx, findings, k, self.task)
-        schema = answer_schema(ctx.space, k)
+        options = menu_options(ctx, random.Random(rng.random())) if self.answer == "menu" else []
+        prompt = render_prompt(ctx, findings, k, self.task, options)
+        schema = menu_schema(len(options), k) if options else answer_schema(ctx.space, k)
         reply = self.llm.complete([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
                                   schema, temperature=self.temperature, max_tokens=self.max_tokens,
                                   seed=rng.randrange(2**31))
         record: dict[str, Any] = {
             "prompt": prompt, "answer": reply.text, "findings": [f.name for f in findings],
+            "mode": "menu" if options else "free",
             "llm": {"backend": reply.backend, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),
                     "attempts": reply.attempts, "error": reply.error},
         }
-        proposals, repaired, decision, fallback_reason = self._from_reply(ctx, reply, k, rng)
+        proposals, repaired, decision, fallback_reason = self._from_reply(ctx, reply, k, rng, options)
         if decision == "stop" and ctx.node.depth > 0:
             self.closed.add(ctx.node.id)
             proposals = []
@@ -190,8 +294,8 @@ class LLMProposer:
         self.last_record = record
         return proposals
 
-    def _from_reply(self, ctx: ProposalContext, reply: LLMReply, k: int,
-                    rng: random.Random) -> tuple[list[Proposal], int, str, str | None]:
+    def _from_reply(self, ctx: ProposalContext, reply: LLMReply, k: int, rng: random.Random,
+                    options: list[Proposal]) -> tuple[list[Proposal], int, str, str | None]:
         answer: Answer | None = None
         if reply.parsed is not None:
             try:
@@ -200,7 +304,7 @@ class LLMProposer:
                 reply.error = f"answer does not match the schema: {e.errors()[0]['msg']}"
         if answer is None or not answer.proposals:
             why = reply.error or "no proposals in the answer"
-            props = self.skill.propose(ctx, k, rng)
+            props = options[:k] or self.skill.propose(ctx, k, rng)
             return ([Proposal(p.params, f"skill fallback (llm: {why}): {p.reason}", "skill", p.mode, p.repairs,
                               p.findings) for p in props], 0, "expand", why)
         decision = answer.decision if answer.decision in DECISIONS else "expand"
@@ -209,15 +313,32 @@ class LLMProposer:
         out: list[Proposal] = []
         repaired = 0
         for a in answer.proposals[:k]:
+            why = f"{a.rationale} (expected: {a.expected_effect})" if a.expected_effect else a.rationale
+            if a.option is not None:  # a menu pick
+                if not 1 <= a.option <= len(options) or params_key(options[a.option - 1].params) in seen:
+                    repaired += 1
+                    continue  # not a listed option, or picked twice: replaced below
+                o = options[a.option - 1]
+                seen.add(params_key(o.params))
+                out.append(Proposal(o.params, f"llm: {answer.diagnosis[:150]} | {why} | option {a.option}: "
+                                    f"{_changes(current, o.params) or 'keep going'}"[:600], "llm", o.mode, o.repairs,
+                                    o.findings))
+                continue
             params, repairs = repair_changes(ctx.space, current, a.changes)
             if params_key(params) == params_key(current) or params_key(params) in seen:
                 repaired += 1
                 continue  # a no-op or a duplicate: replaced by a fallback below
             seen.add(params_key(params))
             repaired += bool(repairs)
-            why = f"{a.rationale} (expected: {a.expected_effect})" if a.expected_effect else a.rationale
             out.append(Proposal(params, f"llm: {answer.diagnosis[:150]} | {why}"[:600], "llm", StageMode.CONTINUE,
                                 tuple(repairs), ()))
+        for o in options:  # a menu answer short of k picks: the next options in the skill library's order
+            if len(out) >= k:
+                break
+            if params_key(o.params) not in seen:
+                seen.add(params_key(o.params))
+                out.append(Proposal(o.params, f"replaces a repeated or unlisted llm pick: {o.reason}", "skill",
+                                    o.mode, o.repairs, o.findings))
         if len(out) < k:
             extra = fallback_proposals(ctx, k - len(out), rng, exclude=[current, *(p.params for p in out)],
                                        proposed_by="skill")
