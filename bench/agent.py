@@ -10,7 +10,9 @@ skill agent on the same contexts:
 
 * median and max seconds per proposal round (goal for the embedded 0.5B: at most 5 s, 1 thread);
 * share of rounds whose answer needed a repair or fell back to the skill agent;
-* share of findings that at least one proposal addresses (a change in a remedy's direction).
+* share of rounds where the agent closed the branch (stop or backup on a stage worse than its parent);
+* share of findings that at least one proposal addresses (a change in a remedy's direction), over
+  the rounds that proposed children.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def contexts() -> list[tuple[str, ProposalContext]]:
 
 
 def run(proposer, rounds: int) -> dict:
-    secs, tokens, repaired, hits, total = [], [], 0, 0, 0
+    secs, tokens, repaired, hits, total, closed = [], [], 0, 0, 0, 0
     for name, ctx in contexts():
         findings = [f.name for f in diagnose(ctx.path)]
         for r in range(rounds):
@@ -78,12 +80,15 @@ def run(proposer, rounds: int) -> dict:
             if rec.get("llm"):
                 tokens.append((rec["llm"]["prompt_tokens"], rec["llm"]["completion_tokens"]))
             repaired += bool(rec.get("repaired") or rec.get("fallback"))
+            if not props:  # the agent closed the branch (stop or backup on a stage that got worse)
+                closed += 1
+                continue
             hits += sum(addressed(f, ctx.node.params, props) for f in findings)
             total += len(findings)
     return {"median_s": statistics.median(secs), "max_s": max(secs), "rounds": len(secs),
             "prompt_tokens": statistics.median(t[0] for t in tokens) if tokens else 0,
             "completion_tokens": statistics.median(t[1] for t in tokens) if tokens else 0,
-            "repaired_share": repaired / len(secs), "addressed_share": hits / total if total else float("nan")}
+            "repaired_share": repaired / len(secs), "closed_share": closed / len(secs), "addressed_share": hits / total if total else float("nan")}
 
 
 def main() -> None:
@@ -107,11 +112,12 @@ def main() -> None:
     rows = {"llm (embedded " + a.tier + f", {a.threads} thread)": run(LLMProposer(llm), a.rounds),
             "skill (no LLM)": run(SkillProposer(), a.rounds)}
     print("| agent | rounds | median s/round | max s | median prompt / answer tokens | needed repair or fallback "
-          "| findings addressed |")
-    print("|---|---|---|---|---|---|---|")
+          "| branch closed | findings addressed (rounds that proposed) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['rounds']} | {r['median_s']:.2f} | {r['max_s']:.2f} | "
               f"{r['prompt_tokens']:.0f} / {r['completion_tokens']:.0f} | {100 * r['repaired_share']:.0f}% "
+              f"| {100 * r['closed_share']:.0f}% "
               f"| {100 * r['addressed_share']:.0f}% |")
     llm_row = next(iter(rows.values()))
     print(f"goal: median at most 5 s per proposal round -> {'met' if llm_row['median_s'] <= 5 else 'NOT met'}")

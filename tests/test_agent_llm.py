@@ -21,9 +21,9 @@ def collapsing_history(n=20):
                  for i in range(n))
 
 
-def context(siblings=()):
+def context(siblings=(), val=0.41):
     root = NodeView("root", 0, dict(BASE), "complete", val_score=0.37)
-    node = NodeView("n1", 1, dict(BASE), "complete", val_score=0.41, history=collapsing_history())
+    node = NodeView("n1", 1, dict(BASE), "complete", val_score=val, history=collapsing_history())
     return ProposalContext(space=SPACE, node=node, path=(root, node), siblings=tuple(siblings), best_val=0.41,
                            budget_left=0.6, max_depth=3, extra={"task": "number_sorting"})
 
@@ -115,10 +115,45 @@ def test_failed_or_garbage_answers_fall_back_to_the_skill_agent(answer):
     assert any(p.params["entropy_coef"] > 0 or p.params["temperature"] > 1 for p in out)
 
 
-def test_stop_decision_closes_the_branch():
-    agent = LLMProposer(Scripted({"diagnosis": "dead", "decision": "stop", "proposals": [
-        {"changes": {"learning_rate": 5e-5}, "rationale": "r", "expected_effect": "e"}]}))
-    assert agent.propose(context(), 2, random.Random(0)) == [] and "n1" in agent.closed
+@pytest.mark.parametrize("decision", ["stop", "backup"])
+def test_stop_and_backup_close_a_branch_that_stopped_improving(decision):
+    answer = {"diagnosis": "dead", "decision": decision, "proposals": [
+        {"changes": {"learning_rate": 5e-5}, "rationale": "r", "expected_effect": "e"}]}
+    agent = LLMProposer(Scripted(answer))
+    assert agent.propose(context(val=0.30), 2, random.Random(0)) == [] and "n1" in agent.closed
+    assert agent.backup_to == (["root"] if decision == "backup" else [])
+    # a branch that still improves on its parent is not abandoned: the decision is overruled, and recorded
+    agent = LLMProposer(Scripted(answer))
+    assert len(agent.propose(context(val=0.41), 2, random.Random(0))) == 2 and not agent.closed
+    assert "overruled" in agent.last_record["overruled"] and not agent.backup_to
+
+
+def test_backup_makes_the_search_grow_the_parent_next():
+    from llmzero.search.methods.tree_search import MCTS
+    from llmzero.search.tree import Tree
+
+    class Cfg:
+        seed = 0
+
+        class search:
+            depth, branching, max_children, exploration, backup = 3, 2, 3, 0.3, "max"
+
+    class Agent:
+        name = "fake"
+        closed: set = set()
+        backup_to = ["n1"]
+
+    from llmzero.search.methods._base import SearchContext
+
+    tree = Tree()
+    tree.apply("root", "root", {"params": dict(BASE), "val_score": 0.3})
+    for i, val in ((1, 0.5), (2, 0.6)):
+        tree.apply("node_created", f"n{i}", {"parent_id": "root" if i == 1 else "n1", "depth": i,
+                                             "params": dict(BASE), "steps": 5})
+        tree.apply("stage_finished", f"n{i}", {"val_score": val, "history": []})
+    ctx = SearchContext(cfg=Cfg, space=SPACE, proposer=Agent())
+    assert MCTS._backup_target(tree, ctx, {}) == "n1" and Agent.backup_to == []
+    assert MCTS._backup_target(tree, ctx, {}) is None
 
 
 # -- menu answers (the default for embedded models) ---------------------------------------------------------

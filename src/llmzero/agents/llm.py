@@ -269,7 +269,8 @@ class LLMProposer:
         self.answer = answer
         self.skill = SkillProposer()
         self.last_record: dict[str, Any] = {}
-        self.closed: set[str] = set()  # nodes the agent decided to stop
+        self.closed: set[str] = set()  # nodes the agent decided to stop or back up from
+        self.backup_to: list[str] = []  # parents the agent asked to grow instead, oldest first
 
     def propose(self, ctx: ProposalContext, k: int, rng: random.Random) -> list[Proposal]:
         findings = diagnose(ctx.path)
@@ -287,10 +288,19 @@ class LLMProposer:
                     "attempts": reply.attempts, "error": reply.error},
         }
         proposals, repaired, decision, fallback_reason = self._from_reply(ctx, reply, k, rng, options)
-        if decision == "stop" and ctx.node.depth > 0:
-            self.closed.add(ctx.node.id)
-            proposals = []
-        record.update(decision=decision, repaired=repaired, fallback=fallback_reason)
+        overruled = None
+        if decision in ("stop", "backup") and ctx.node.depth > 0:
+            parent = ctx.path[-2]
+            if (ctx.node.val_score is not None and parent.val_score is not None
+                    and ctx.node.val_score > parent.val_score):
+                overruled = f"{decision} overruled: the branch still improves (val {_g(parent.val_score)} -> " \
+                            f"{_g(ctx.node.val_score)})"
+            else:
+                self.closed.add(ctx.node.id)
+                proposals = []
+                if decision == "backup":
+                    self.backup_to.append(parent.id)
+        record.update(decision=decision, overruled=overruled, repaired=repaired, fallback=fallback_reason)
         self.last_record = record
         return proposals
 

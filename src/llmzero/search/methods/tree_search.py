@@ -30,7 +30,7 @@ class _Expander:
         specs: list[StageSpec] = []
         planned: dict[str, int] = {}
         while len(specs) < n:
-            target = self._target(tree, ctx, planned)
+            target = self._backup_target(tree, ctx, planned) or self._target(tree, ctx, planned)
             if target is None:
                 break
             k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
@@ -44,6 +44,16 @@ class _Expander:
 
     def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
         return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}) > 0}
+
+    @staticmethod
+    def _backup_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+        """A parent the agent asked to grow instead of its child (decision "backup"), if it has room."""
+        queue = getattr(ctx.proposer, "backup_to", None)
+        while queue:
+            node_id = queue.pop(0)
+            if node_id in tree.nodes and _room(tree, node_id, ctx, planned) > 0:
+                return node_id
+        return None
 
 
 class MCTS(_Expander):
