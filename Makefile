@@ -26,12 +26,18 @@ $(LLM_STAMP): $(STAMP) scripts/install-local-llm.sh requirements-llm.txt
 
 local-llm: $(LLM_STAMP)
 
+# Headless Chromium (Debian's package) for the HTML report's rendering test; installed once.
+CHROMIUM_STAMP := $(VENV)/.chromium-installed
+$(CHROMIUM_STAMP): $(BIN)/python scripts/install-chromium.sh
+	bash scripts/install-chromium.sh
+	touch $(CHROMIUM_STAMP)
+
 # The main job: LLMZero (MCTS with the embedded LLM agent) on a built-in task, with a quick budget.
 demo: $(STAMP) $(LLM_STAMP)
 	rm -rf runs/demo
 	$(BIN)/llmzero search examples/number_sorting.yaml --out runs/demo
 
-test: $(STAMP) $(LLM_STAMP)
+test: $(STAMP) $(LLM_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -190,6 +190,17 @@ def test_cli_bad_search_input_exits_2(tmp_path):
     assert r.returncode == 2 and "no journal.sqlite" in r.stderr
 
 
+def test_cli_search_prints_the_strategy_and_writes_the_report(xs_base, tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config(xs_base, method="skill")))
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "discovered strategy" in r.stdout and "test" in r.stdout and "vs base" in r.stdout
+    assert f"report: {Path('run') / 'report.html'}" in r.stdout.replace("\n", " ")
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert 'id="tree"' in html and (tmp_path / "run" / "report.md").is_file()
+
+
 def test_example_configs_are_valid():
     for path in Path(__file__).parent.parent.glob("examples/*.yaml"):
         cfg = load_config(path)
@@ -199,10 +210,10 @@ def test_example_configs_are_valid():
 def test_mcts_with_the_llm_agent_records_its_cost(xs_base, tmp_path):
     answers = [
         {"diagnosis": "entropy is falling", "decision": "expand", "proposals": [
-            {"changes": {"entropy_coef": 0.01}, "rationale": "explore more", "expected_effect": "entropy up"},
-            {"changes": {"learning_rate": 5e-5, "temperature": 1.1}, "rationale": "steadier", "expected_effect": "val up"}]},
+            {"changes": [{"name": "entropy_coef", "value": 0.01}], "rationale": "explore more",
+             "expected_effect": "entropy up"}]},
         {"diagnosis": "bad", "decision": "expand", "proposals": [
-            {"changes": {"learning_rate": 1.0}, "rationale": "much faster", "expected_effect": "?"}]},
+            {"changes": [{"name": "learning_rate", "value": 1.0}], "rationale": "much faster", "expected_effect": "?"}]},
         "not json at all",
     ]
     path = tmp_path / "transcript.jsonl"
@@ -210,7 +221,7 @@ def test_mcts_with_the_llm_agent_records_its_cost(xs_base, tmp_path):
                                         "prompt_tokens": 900, "completion_tokens": 80, "seconds": 1.5}) + "\n"
                             for a in answers))
     cfg = config(xs_base, method="mcts", proposer="llm")
-    cfg["llm"] = {"backend": "replay", "path": str(path)}
+    cfg["llm"] = {"backend": "replay", "path": str(path), "answer": "free"}  # the answers write their changes
     summary, r = run(cfg, tmp_path / "llm")
     assert summary["llm_calls"] >= 3 and summary["llm_prompt_tokens"] == 900 * summary["llm_calls"]
     assert summary["llm_failures"] >= 1 and summary["proposals_repaired"] >= 1

@@ -25,6 +25,7 @@ from llmzero.space import SpaceError
 from llmzero.strategy import Strategy, StrategyError
 from llmzero.tasks import BUILTIN, TaskError, TaskSpec, get_task, task_space
 from llmzero.training._base import CheckpointError, check_checkpoint
+from llmzero.transfer import TransferError
 
 try:  # typer >= 0.20 vendors click; its exceptions are not click's
     from typer._click.exceptions import UsageError
@@ -36,7 +37,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-USER_ERRORS = (SpaceError, StrategyError, TaskError, ModelError, CheckpointError, ConfigError, JournalError)
+USER_ERRORS = (SpaceError, StrategyError, TaskError, ModelError, CheckpointError, ConfigError, JournalError,
+               TransferError)
 
 
 class BadInput(ValueError):
@@ -155,47 +157,15 @@ def train_cmd(
     from llmzero.runtime import configure_process
 
     configure_process(1)
-    from llmzero.execution import LocalPool, RunnerSpec
-    from llmzero.training.evaluate import evaluate_checkpoint
+    from llmzero.training.schedule import train_schedule
 
-    t0 = time.time()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    strategy.save(out_dir / "strategy.yaml")
-    results: list[dict[str, Any]] = []
-    with _progress() as progress, LocalPool(workers) as pool:
+    with _progress() as progress:
         base_dir, base_test = _base(spec, model, seed, progress)
-        from llmzero.training.grpo import TrainingSettings
-
-        runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=training.prompts_per_step))
-        for i, stage in enumerate(strategy.stages):
-            tid = progress.add_task(f"stage {i + 1}/{len(strategy.stages)}: {stage.steps} GRPO steps", total=None)
-            stage_seed = stage.seed if stage.seed is not None else seed + i
-            res = pool.run(runner, parent, stage, str(out_dir / f"stage-{i}"), stage_seed)
-            progress.remove_task(tid)
-            results.append(res.to_dict())
-            _print_stage(i, res, quiet=json_)
-            if not res.ok:
-                break
-            parent = res.checkpoint
-        final = results[-1]
-        test = None
-        if final["status"] == "complete":
-            tid = progress.add_task("scoring the final checkpoint on the test split", total=None)
-            L = int(final["stage"]["params"]["max_completion_length"])
-            test = evaluate_checkpoint(spec.build(), final["checkpoint"], "test", L)
-            if base_test is None:
-                base_test = evaluate_checkpoint(spec.build(), base_dir, "test", L)
-            progress.remove_task(tid)
-    summary = {
-        "task": task, "out": str(out_dir), "base": base_dir, "stages": len(results),
-        "failed": sum(r["status"] == "failed" for r in results),
-        "val_scores": [r["val_score"] for r in results], "test_score": test, "base_test_score": base_test,
-        "steps": sum(r["cost"]["steps"] for r in results),
-        "generated_tokens": sum(r["cost"]["generated_tokens"] for r in results),
-        "wall_seconds": round(time.time() - t0, 1),
-    }
-    (out_dir / "stages.json").write_text(json.dumps(results, indent=1))
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        tid = progress.add_task("training", total=None)
+        summary = train_schedule(spec, strategy, out_dir, base_dir, base_test=base_test, parent=parent, seed=seed,
+                                 workers=workers, prompts_per_step=training.prompts_per_step,
+                                 on_stage=lambda i, res: _print_stage(i, res, quiet=json_),
+                                 say=lambda msg: progress.update(tid, description=msg))
     if json_:
         print(json.dumps(summary))
     else:
@@ -214,6 +184,7 @@ def search_cmd(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+    report: Annotated[bool, typer.Option(help="Write RUN/report.html and RUN/report.md at the end.")] = True,
 ):
     """Search for a multi-stage training strategy by growing a tree of real checkpoints."""
     from llmzero.config import load_config
@@ -241,29 +212,13 @@ def search_cmd(
     from llmzero.runtime import configure_process
 
     configure_process(1)
-    from rich.console import Group
-    from rich.live import Live
-
     run = SearchRun(cfg, run_dir, resume=resume is not None, workers=workers)
-    spinner = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err)
-    tid = spinner.add_task(f"{run.cfg.search.method} search on {run.cfg.task.name}", total=None)
-
-    def view(st) -> Table:
-        t = Table(box=None, show_header=False)
-        t.add_row("budget", f"{st.spent:,} / {st.total:,} generated tokens ({100 * st.spent / st.total:.0f}%)")
-        t.add_row("tree", f"{st.nodes} stages, {st.failed} failed, {st.pruned} pruned")
-        t.add_row("best", f"{st.best_id or '-'}: val {_fmt(st.best_val)} (base {_fmt(st.base_val)})")
-        t.add_row("running", ", ".join(st.running) or "-")
-        return t
-
-    with Live(Group(spinner, view(run.status())), console=err, refresh_per_second=4, transient=json_) as live:
-        def on_status(st) -> None:
-            if st.message:
-                spinner.update(tid, description=st.message)
-            live.update(Group(spinner, view(st)))
-
-        summary = run.run(on_status)
+    summary = _live_search(run, transient=json_)
     run.close()
+    if report:
+        from llmzero.report import write_report
+
+        summary["report"] = str(write_report([run_dir])[0])
     if json_:
         print(json.dumps(summary))
         return
@@ -282,6 +237,33 @@ def search_cmd(
                   f"{summary['proposals_repaired']} proposals repaired, {summary['llm_failures']} fell back to skills")
     _print_strategy(summary["strategy"])
     out.print(f"strategy: {summary['run']}/strategy.yaml   tree: llmzero show {summary['run']}")
+    if report:
+        out.print(f"report: {summary['report']} (and report.md beside it)")
+
+
+def _live_search(run, transient: bool = False) -> dict[str, Any]:
+    """Run a search with a live view on stderr (spinner, budget, tree, best, running stages)."""
+    from rich.console import Group
+    from rich.live import Live
+
+    spinner = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err)
+    tid = spinner.add_task(f"{run.cfg.search.method} search on {run.cfg.task.name}", total=None)
+
+    def view(st) -> Table:
+        t = Table(box=None, show_header=False)
+        t.add_row("budget", f"{st.spent:,} / {st.total:,} generated tokens ({100 * st.spent / st.total:.0f}%)")
+        t.add_row("tree", f"{st.nodes} stages, {st.failed} failed, {st.pruned} pruned")
+        t.add_row("best", f"{st.best_id or '-'}: val {_fmt(st.best_val)} (base {_fmt(st.base_val)})")
+        t.add_row("running", ", ".join(st.running) or "-")
+        return t
+
+    with Live(Group(spinner, view(run.status())), console=err, refresh_per_second=4, transient=transient) as live:
+        def on_status(st) -> None:
+            if st.message:
+                spinner.update(tid, description=st.message)
+            live.update(Group(spinner, view(st)))
+
+        return run.run(on_status)
 
 
 def _print_strategy(stages: list[dict[str, Any]]) -> None:
@@ -338,6 +320,100 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run director
         f = tree.finished
         out.print(f"best {f.get('best_node')}: val {_fmt(f.get('best_val'))}, test {_fmt(f.get('test_score'))} "
                   f"(base {_fmt(f.get('base_test_score'))}); {f.get('stop_reason')}")
+
+
+@app.command("transfer")
+def transfer_cmd(
+    source: Annotated[Path, typer.Option("--from", help="A finished search run directory (the source).")],
+    task: Annotated[str, typer.Option(help="The target task (see `llmzero tasks`).")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory (default "
+                                                 "runs/transfer-<source>-to-<task>); re-running resumes it.")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Run only these parts: replay, search, fixed "
+                                                   "(repeatable; default all three).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model for the target task (default: the source's).")] = None,
+    budget: Annotated[int | None, typer.Option(help="Compute budget of the searches (default: the source's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the source's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: the source's).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+):
+    """Carry a discovered strategy to another task: replay it, and search with it as the agent's prior;
+    both against the target task's fixed schedule, on the test split."""
+    from llmzero.search import JOURNAL, SearchRun
+    from llmzero.search.loop import task_spec
+    from llmzero.transfer import PARTS, load_prior, map_strategy, relative, target_config
+
+    parts = list(dict.fromkeys(only or PARTS))
+    for p in parts:
+        if p not in PARTS:
+            raise BadInput(f"only={p!r} is not allowed: expected one of {', '.join(PARTS)}")
+    prior = load_prior(source)
+    cfg = target_config(prior, task, {"model": model, "budget.compute": budget, "seed": seed,
+                                      "executor.workers": workers})
+    spec = task_spec(cfg)
+    space = task_space(spec.build())
+    out_dir = out_dir or Path("runs") / f"transfer-{source.name}-to-{task.replace(':', '_')}"
+
+    from llmzero.runtime import configure_process
+
+    configure_process(1)
+    results: dict[str, dict[str, Any]] = {}
+    if "replay" in parts:
+        strategy, repairs = map_strategy(prior, space, space.validate(cfg.params))
+        d = out_dir / "replay"
+        if (d / "summary.json").is_file():
+            s = json.loads((d / "summary.json").read_text())
+        else:
+            import shutil
+
+            shutil.rmtree(d, ignore_errors=True)  # an interrupted replay starts again
+            from llmzero.training.schedule import train_schedule
+
+            with _progress() as progress:
+                base_dir, base_test = _base(spec, cfg.model, cfg.base_seed, progress)
+                tid = progress.add_task("replaying the strategy", total=None)
+                s = train_schedule(spec, strategy, d, base_dir, base_test=base_test, seed=cfg.seed,
+                                   workers=cfg.executor.workers, prompts_per_step=cfg.training.prompts_per_step,
+                                   on_stage=lambda i, res: _print_stage(i, res, quiet=json_),
+                                   say=lambda msg: progress.update(tid, description=f"replay: {msg}"))
+        results["replay"] = {"test_score": s["test_score"], "base_test_score": s["base_test_score"],
+                             "val_score": (s["val_scores"] or [None])[-1], "compute": s["generated_tokens"],
+                             "run": str(d), "repairs": [r.__dict__ for r in repairs]}
+    for part in ("search", "fixed"):
+        if part not in parts:
+            continue
+        d = out_dir / part
+        if (d / "summary.json").is_file():
+            s = json.loads((d / "summary.json").read_text())
+        else:
+            run_cfg = cfg if part == "search" else cfg.model_copy(update={"search": cfg.search.model_copy(
+                update={"method": "fixed", "prior": None})})
+            run = SearchRun(None if (d / JOURNAL).is_file() else run_cfg, d, resume=(d / JOURNAL).is_file())
+            s = _live_search(run, transient=json_)
+            run.close()
+        results[part] = {"test_score": s["test_score"], "base_test_score": s["base_test_score"],
+                         "val_score": s["best_val"], "compute": s["budget_spent"], "run": str(d),
+                         "llm_calls": s.get("llm_calls", 0)}
+    fixed = results.get("fixed", {}).get("test_score")
+    for r in results.values():
+        r["vs_base"] = relative(r["test_score"], r["base_test_score"])
+        r["vs_fixed"] = relative(r["test_score"], fixed)
+    report = {"source": str(source), "source_task": prior.task, "task": task, "prior": prior.to_dict(),
+              "results": results}
+    (out_dir / "transfer.json").write_text(json.dumps(report, indent=1))
+    if json_:
+        print(json.dumps(report))
+        return
+    t = Table(title=f"transfer {prior.task} -> {task} (test split)")
+    for col in ("part", "test", "base", "vs base", "vs fixed", "val", "compute (tokens)"):
+        t.add_column(col, justify="right")
+    pct = (lambda x: "-" if x is None else f"{100 * x:+.1f}%")
+    for part, r in results.items():
+        t.add_row(part, _fmt(r["test_score"]), _fmt(r["base_test_score"]), pct(r["vs_base"]), pct(r["vs_fixed"]),
+                  _fmt(r["val_score"]), f"{r['compute']:,}")
+    out.print(t)
+    out.print(f"replay: the source's moves as ratios from {task}'s defaults; search: {cfg.search.method} with the "
+              f"strategy and its dynamics as the agent's prior; fixed: {task}'s default schedule. "
+              f"Details: {out_dir}/transfer.json")
 
 
 @app.command("analyze")
@@ -403,6 +479,20 @@ def analyze_cmd(
                   f"{'holds' if summary.holds else 'does not hold'}: {counts}")
     if plot is not None:
         out.print(f"plot: {plot}")
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="One or more search run directories.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for report.html and report.md "
+                                                 "(default: the first run's directory).")] = None,
+):
+    """Write a self-contained HTML report and a Markdown summary of one or more search runs."""
+    from llmzero.report import write_report
+
+    html_path, md_path = write_report(runs, out_dir)
+    print(html_path)
+    print(md_path)
 
 
 def _short(v: Any) -> str:
