@@ -1,0 +1,739 @@
+"""The search benchmark: methods x tasks x seeds under one compute budget, with the targets checked.
+
+    python bench/search.py run bench/configs/full.yaml          # every cell; after a kill, run it again
+    python bench/search.py run bench/configs/full.yaml --only-task countdown --only-method grid
+    python bench/search.py status bench/configs/full.yaml       # cells done, started, left
+    python bench/search.py table                                # the README's tables from the results file
+
+A benchmark config (bench/configs/*.yaml) names the tasks, seeds and methods, the experiment file
+each task starts from (``experiment: examples/{task}.yaml``), dotted ``overrides`` applied to every
+cell (``budget.compute: 250000``), ``llm`` settings for the llmzero cells only, and optionally
+``base_sft`` (SFT settings for the base model: the benchmark then builds the base itself, cached,
+and gives its directory to every method). Relative paths are read from the repository root.
+``--set key=value`` (repeatable) adds overrides on the command line.
+
+Methods: base (no search: the base model scored on val and test), fixed, grid, random, pbt, skill,
+llmzero (mcts with the LLM agent) and llmzero-noLLM (mcts with the skill proposer: the ablation).
+Seeds are paired: the cell (task, method, seed s) runs with ``seed=s`` and ``base_seed=s``, so every
+method on seed s shares the base model, the splits and the evaluation problems (with a model
+directory instead of a preset, every seed shares that one model).
+
+Cells run in a fixed order (task, seed, method), each in OUT/<task>/<method>/seed<s>. A cell whose
+journal holds ``run_finished`` is done and only collected; one with a journal but no
+``run_finished`` is resumed from it (only its in-flight stages are trained again); any other is
+started. After every cell the results file is rewritten atomically from all finished cells, with the
+machine it ran on, so a killed benchmark loses at most the cells in flight.
+
+compute_to_grid_best: for (task, seed), G is the grid cell's best validation score; a cell's value is
+the compute (generated tokens, the budget's meter) summed over its stages in the order they finished
+up to the first stage with a validation score >= G (null: never). The table also shows it as a share
+of what the grid cell spent. Wall seconds are the summary's (a resumed cell counts its last process
+only; the first cell of a (task, seed) also pays for building the base model unless it is cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "bench" / "runs" / "search"
+DEFAULT_RESULTS = REPO / "bench" / "results" / "search.json"
+
+# Method name in the results -> overrides of the experiment (None: no search).
+METHODS: dict[str, dict[str, Any] | None] = {
+    "base": None,
+    "fixed": {"search.method": "fixed"},
+    "grid": {"search.method": "grid"},
+    "random": {"search.method": "random"},
+    "pbt": {"search.method": "pbt"},
+    "skill": {"search.method": "skill"},
+    "llmzero": {"search.method": "mcts", "search.proposer": "llm"},
+    "llmzero-noLLM": {"search.method": "mcts", "search.proposer": "skill"},
+}
+LLM_METHODS = ("llmzero",)
+CONFIG_KEYS = {"description", "experiment", "tasks", "seeds", "methods", "overrides", "llm", "base_sft"}
+TOP_K = 3  # dynamics: the best path and the paths to the 3 best stages of every llmzero run
+
+
+class BenchError(ValueError):
+    """A benchmark config or option that is not allowed; one line."""
+
+
+# -- the benchmark config ------------------------------------------------------------------------------
+
+
+def _loader():
+    from llmzero.strategy import _Loader  # a SafeLoader that reads 1e-4 as a float, as experiment files do
+
+    return _Loader
+
+
+def repo_path(p: str | Path) -> Path:
+    p = Path(p)
+    return p if p.is_absolute() else REPO / p
+
+
+def load_bench(path: str | Path, sets: list[str] | None = None) -> dict[str, Any]:
+    """Read and check a benchmark config; ``sets`` are ``key=value`` overrides added to ``overrides``."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"benchmark config {str(path)!r} does not exist")
+    raw = yaml.load(path.read_text(), Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path.name}: expected a mapping with experiment, tasks, seeds and methods")
+    unknown = set(raw) - CONFIG_KEYS
+    if unknown:
+        raise BenchError(f"{path.name}: unknown key(s) {', '.join(sorted(unknown))}: expected "
+                         f"{', '.join(sorted(CONFIG_KEYS))}")
+    for key in ("experiment", "tasks", "seeds", "methods"):
+        if key not in raw:
+            raise BenchError(f"{path.name}: {key} is missing")
+    cfg = {"description": str(raw.get("description", "")), "experiment": str(raw["experiment"]),
+           "tasks": [str(t) for t in raw["tasks"]], "seeds": raw["seeds"],
+           "methods": [str(m) for m in raw["methods"]],
+           "overrides": dict(raw.get("overrides") or {}), "llm": dict(raw.get("llm") or {}),
+           "base_sft": raw.get("base_sft")}
+    if not cfg["tasks"] or len(set(cfg["tasks"])) != len(cfg["tasks"]):
+        raise BenchError(f"{path.name}: tasks={cfg['tasks']!r} is not allowed: expected distinct task names")
+    if not cfg["seeds"] or not all(isinstance(s, int) and s >= 0 for s in cfg["seeds"]) \
+            or len(set(cfg["seeds"])) != len(cfg["seeds"]):
+        raise BenchError(f"{path.name}: seeds={cfg['seeds']!r} is not allowed: expected distinct "
+                         "integers >= 0")
+    bad = [m for m in cfg["methods"] if m not in METHODS]
+    if bad or not cfg["methods"]:
+        raise BenchError(f"{path.name}: methods={bad or cfg['methods']!r} is not allowed: expected some of "
+                         f"{', '.join(METHODS)}")
+    if "{task}" not in cfg["experiment"] and len(cfg["tasks"]) > 1:
+        raise BenchError(f"{path.name}: experiment={cfg['experiment']!r} is not allowed: expected a path "
+                         "with {task} when there are several tasks")
+    if cfg["base_sft"] is not None:
+        from llmzero.models.base import SFTSettings
+
+        try:
+            SFTSettings(**cfg["base_sft"])
+        except TypeError as e:
+            raise BenchError(f"{path.name}: base_sft={cfg['base_sft']!r} is not allowed: {e}") from None
+    for s in sets or []:
+        key, eq, value = s.partition("=")
+        if not eq or not key:
+            raise BenchError(f"--set {s!r} is not allowed: expected key=value")
+        cfg["overrides"][key] = yaml.load(value, Loader=_loader())  # noqa: S506
+    if cfg["llm"].get("path"):
+        cfg["llm"]["path"] = str(repo_path(cfg["llm"]["path"]))
+    for t in cfg["tasks"]:  # every experiment parses, before any training
+        for m in cfg["methods"]:
+            cell_config(cfg, t, m, cfg["seeds"][0])
+    return cfg
+
+
+def cells(bench: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """Every (task, method, seed), in the order they run: task, then seed, then method."""
+    return [(t, m, s) for t in bench["tasks"] for s in bench["seeds"] for m in bench["methods"]]
+
+
+def cell_config(bench: dict[str, Any], task: str, method: str, seed: int, model: str | None = None):
+    """The experiment of one cell (an ExperimentConfig); ``model`` replaces the model (a built base)."""
+    from llmzero.config import ConfigError, load_config
+
+    overrides = dict(bench["overrides"])
+    overrides.update(METHODS[method] or {})
+    overrides.update({"seed": seed, "base_seed": seed})
+    if method in LLM_METHODS:
+        overrides.update({f"llm.{k}": v for k, v in bench["llm"].items()})
+    if model is not None:
+        overrides["model"] = model
+    try:
+        return load_config(repo_path(bench["experiment"].format(task=task)), overrides)
+    except ConfigError as e:
+        raise BenchError(f"{task}/{method}/seed{seed}: {e}") from None
+
+
+def task_of(cfg):
+    from llmzero.tasks import Sizes, TaskSpec
+
+    t = cfg.task
+    return TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed,
+                    tuple(sorted(t.config.items()))).build()
+
+
+def base_dir(bench: dict[str, Any], cfg) -> str:
+    """The base model's directory for a cell, built (or fetched from the cache) as the search would."""
+    from llmzero.models.base import SFTSettings, build_base, check_model_dir
+    from llmzero.models.tiny import PRESETS
+
+    if cfg.model not in PRESETS:
+        return str(check_model_dir(cfg.model).resolve())
+    sft = SFTSettings(**bench["base_sft"]) if bench["base_sft"] is not None else SFTSettings()
+    return build_base(task_of(cfg), cfg.model, cfg.base_seed, sft=sft).path
+
+
+def resolved_config(bench: dict[str, Any], task: str, method: str, seed: int):
+    """The cell's config with the base model given as a directory when the benchmark builds it."""
+    cfg = cell_config(bench, task, method, seed)
+    if bench["base_sft"] is not None:
+        cfg = cell_config(bench, task, method, seed, model=base_dir(bench, cfg))
+    return cfg
+
+
+# -- running cells -------------------------------------------------------------------------------------
+
+
+def run_dir(out: Path, task: str, method: str, seed: int) -> Path:
+    return out / task / method / f"seed{seed}"
+
+
+def _journal_state(d: Path) -> tuple[str, dict | None]:
+    """("done", summary) | ("started", None) | ("new", None) from a cell's journal."""
+    from llmzero.search import JOURNAL, Journal
+
+    if not (d / JOURNAL).is_file():
+        return "new", None
+    j = Journal(d / JOURNAL)
+    try:
+        finished = [p for _, _, _, _, p in j.events("run_finished")]
+        started = any(True for _ in j.events("run_started"))
+    finally:
+        j.close()
+    if finished:
+        return "done", finished[-1]
+    return ("started" if started else "new"), None
+
+
+def cell_state(d: Path, method: str) -> tuple[str, dict | None]:
+    if METHODS[method] is None:
+        f = d / "summary.json"
+        return ("done", json.loads(f.read_text())) if f.is_file() else ("new", None)
+    return _journal_state(d)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def run_base(bench: dict[str, Any], task: str, seed: int, d: Path) -> dict[str, Any]:
+    """The base model without search: scored on val and test with the code and lengths the search uses."""
+    from llmzero.tasks import task_space
+    from llmzero.training.evaluate import evaluate_checkpoint
+
+    t0 = time.time()
+    cfg = resolved_config(bench, task, "base", seed)
+    path = base_dir(bench, cfg)
+    t = task_of(cfg)
+    params = task_space(t).validate(cfg.params)
+    length = int(params["max_completion_length"])
+    val = evaluate_checkpoint(t, path, "val", length)
+    test = evaluate_checkpoint(t, path, "test", length)
+    summary = {"run": str(d), "method": "base", "task": task, "best_node": None, "best_val": val,
+               "base_val": val, "test_score": test, "base_test_score": test, "relative_improvement": 0.0,
+               "budget_spent": 0, "budget_total": cfg.budget.compute, "nodes": 0,
+               "wall_seconds": round(time.time() - t0, 1), "base_dir": path,
+               "config": cfg.model_dump(mode="json"), "llm_calls": 0, "llm_prompt_tokens": 0,
+               "llm_completion_tokens": 0, "llm_seconds": 0.0}
+    _write_json(d / "summary.json", summary)
+    return summary
+
+
+def run_search_cell(bench: dict[str, Any], task: str, method: str, seed: int, d: Path, state: str) -> dict:
+    from llmzero.search import SearchRun
+
+    if state == "started":
+        r = SearchRun(None, d, resume=True)
+    else:
+        r = SearchRun(resolved_config(bench, task, method, seed), d)
+    try:
+        return r.run()
+    finally:
+        r.close()
+
+
+def _stored_config(d: Path, method: str) -> dict | None:
+    """The experiment a cell ran (or began) with: from the base cell's summary, or the journal."""
+    if METHODS[method] is None:
+        f = d / "summary.json"
+        return json.loads(f.read_text()).get("config") if f.is_file() else None
+    from llmzero.search import JOURNAL, Journal
+
+    if not (d / JOURNAL).is_file():
+        return None
+    j = Journal(d / JOURNAL)
+    try:
+        return next((p["config"] for _, _, _, _, p in j.events("run_started")), None)
+    finally:
+        j.close()
+
+
+def check_cells(bench: dict[str, Any], out: Path) -> None:
+    """Refuse to mix runs of another benchmark config into this one's results."""
+    for t, m, s in cells(bench):
+        d = run_dir(out, t, m, s)
+        stored = _stored_config(d, m)
+        if stored is None:
+            continue
+        from llmzero.config import ConfigError, parse_config
+
+        try:  # through the model again, so that fields added to the config since compare as their defaults
+            stored = parse_config(stored).model_dump(mode="json")
+        except ConfigError as e:
+            raise BenchError(f"{d} holds an experiment this llmzero does not accept: {e}") from None
+        want = cell_config(bench, t, m, s).model_dump(mode="json")
+        if bench["base_sft"] is not None:  # the stored model is the base directory built from the preset
+            stored = {k: v for k, v in stored.items() if k != "model"}
+            want = {k: v for k, v in want.items() if k != "model"}
+        diff = sorted(k for k in set(stored) | set(want) if stored.get(k) != want.get(k))
+        if diff:
+            raise BenchError(f"{d} was run with another experiment (differs in {', '.join(diff)}): use "
+                             "another --out, or delete that directory to run it again")
+
+
+def run_cells(bench: dict[str, Any], out: Path, results: Path, only_task=None, only_method=None,
+              only_seed=None, config_path: str = "") -> None:
+    for arg, allowed, name in ((only_task, bench["tasks"], "only-task"),
+                               (only_method, bench["methods"], "only-method"),
+                               (only_seed, bench["seeds"], "only-seed")):
+        bad = [v for v in arg or [] if v not in allowed]
+        if bad:
+            raise BenchError(f"--{name}={bad[0]!r} is not allowed: expected one of {allowed} "
+                             "(from the config)")
+    todo = [(t, m, s) for t, m, s in cells(bench) if (not only_task or t in only_task)
+            and (not only_method or m in only_method) and (not only_seed or s in only_seed)]
+    check_cells(bench, out)
+    write_results(bench, out, results, config_path)
+    for t, m, s in todo:
+        d = run_dir(out, t, m, s)
+        state, summary = cell_state(d, m)
+        t0 = time.time()
+        if state == "done":
+            how = "done before"
+            if METHODS[m] is not None and not (d / "summary.json").is_file():
+                _write_json(d / "summary.json", summary)  # killed between the journal and the file
+        elif METHODS[m] is None:
+            how, summary = "new", run_base(bench, t, s, d)
+        else:
+            how = "resumed" if state == "started" else "new"
+            summary = run_search_cell(bench, t, m, s, d, state)
+        print(f"{t:15s} {m:14s} seed {s}: test {_f(summary.get('test_score'))} "
+              f"val {_f(summary.get('best_val'))} "
+              f"spent {summary.get('budget_spent', 0):,}/{summary.get('budget_total', 0):,} "
+              f"wall {time.time() - t0:.1f} s ({how})", flush=True)
+        if how != "done before":
+            write_results(bench, out, results, config_path)
+    write_results(bench, out, results, config_path)
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+# -- collecting results --------------------------------------------------------------------------------
+
+
+def stage_progress(d: Path) -> list[tuple[int, float | None]]:
+    """(cumulative compute, val score or None for a failed stage) after each stage, in journal order."""
+    from llmzero.search import JOURNAL, Journal
+
+    j = Journal(d / JOURNAL)
+    out, total = [], 0
+    try:
+        for _, _, kind, _, p in j.events():
+            if kind in ("stage_finished", "stage_failed"):
+                total += int((p.get("cost") or {}).get("generated_tokens", 0))
+                out.append((total, p.get("val_score") if kind == "stage_finished" else None))
+    finally:
+        j.close()
+    return out
+
+
+def compute_to_reach(d: Path, method: str, base_val: float | None, target: float | None) -> int | None:
+    if target is None:
+        return None
+    if METHODS[method] is None:
+        return 0 if base_val is not None and base_val >= target else None
+    for compute, val in stage_progress(d):
+        if val is not None and val >= target:
+            return compute
+    return None
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads_per_worker": 1,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "llmzero_commit": commit, "llmzero_dirty": dirty,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+    """One record per finished cell, in the benchmark's order."""
+    records = []
+    for t, m, s in cells(bench):
+        d = run_dir(out, t, m, s)
+        state, summary = cell_state(d, m)
+        if state != "done":
+            continue
+        llm_tokens = int(summary.get("llm_prompt_tokens", 0)) + int(summary.get("llm_completion_tokens", 0))
+        records.append({"task": t, "method": m, "seed": s, "test_score": summary.get("test_score"),
+                        "base_test_score": summary.get("base_test_score"),
+                        "best_val": summary.get("best_val"),
+                        "base_val": summary.get("base_val"), "budget_spent": summary.get("budget_spent", 0),
+                        "budget_total": summary.get("budget_total"), "llm_tokens": llm_tokens,
+                        "llm_calls": int(summary.get("llm_calls", 0)),
+                        "llm_seconds": float(summary.get("llm_seconds", 0.0)),
+                        "wall_seconds": summary.get("wall_seconds"), "nodes": summary.get("nodes", 0),
+                        "stop_reason": summary.get("stop_reason"), "compute_to_grid_best": None,
+                        "run": str(d.relative_to(out))})
+    grid_best = {(r["task"], r["seed"]): r["best_val"] for r in records if r["method"] == "grid"}
+    for r in records:
+        r["compute_to_grid_best"] = compute_to_reach(out / r["run"], r["method"], r["base_val"],
+                                                     grid_best.get((r["task"], r["seed"])))
+    return records
+
+
+def dynamics(bench: dict[str, Any], out: Path) -> dict[str, Any] | None:
+    """The pooled parameter dynamics of the finished llmzero runs (llmzero.analysis, as `llmzero analyze`)."""
+    from llmzero.analysis import analysed_paths, analyze_runs, summarize
+    from llmzero.search import JOURNAL, Journal
+    from llmzero.space import DEFAULT_SPACE
+
+    trees, runs = [], []
+    for t, m, s in cells(bench):
+        d = run_dir(out, t, m, s)
+        if m != "llmzero" or cell_state(d, m)[0] != "done":
+            continue
+        j = Journal(d / JOURNAL)
+        trees.append(j.replay())
+        j.close()
+        runs.append(str(d.relative_to(out)))
+    paths = sum(len(analysed_paths(tr, TOP_K)) for tr in trees)
+    if not paths:
+        return None
+    # Roles are the same in every task's space (a task only changes defaults), so the default space serves.
+    found = analyze_runs(trees, DEFAULT_SPACE, k=TOP_K)
+    return {"runs": runs, "top_k": TOP_K, "paths": paths, "parameters": [p.to_dict() for p in found],
+            "summary": summarize(found).to_dict()}
+
+
+def write_results(bench: dict[str, Any], out: Path, results: Path, config_path: str = "") -> dict[str, Any]:
+    try:
+        runs_dir = str(out.resolve().relative_to(REPO))
+    except ValueError:
+        runs_dir = str(out.resolve())
+    obj = {"machine": machine(), "config_file": config_path, "config": bench, "runs_dir": runs_dir,
+           "records": collect(bench, out), "dynamics": dynamics(bench, out)}
+    _write_json(results, obj)
+    return obj
+
+
+# -- the table -----------------------------------------------------------------------------------------
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _std(xs: list[float]) -> float | None:
+    if len(xs) < 2:
+        return None
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.1f}%"
+
+
+def bootstrap_ci(diffs: list[float], n: int = 10_000, seed: int = 0) -> tuple[float, float] | None:
+    """95% percentile bootstrap interval of the mean of paired differences (over seeds)."""
+    if len(diffs) < 2:
+        return None
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choice(diffs) for _ in diffs) / len(diffs) for _ in range(n))
+    return means[int(0.025 * n)], means[int(0.975 * n) - 1]
+
+
+class Stats:
+    """Per (task, method): the numbers of the table, from the records."""
+
+    def __init__(self, records: list[dict[str, Any]]):
+        self.by: dict[tuple[str, str], list[dict]] = {}
+        for r in records:
+            self.by.setdefault((r["task"], r["method"]), []).append(r)
+        self.grid_spent = {(r["task"], r["seed"]): r["budget_spent"] for r in records
+                           if r["method"] == "grid"}
+
+    def tests(self, task: str, method: str) -> list[float]:
+        return [r["test_score"] for r in self.by.get((task, method), []) if r["test_score"] is not None]
+
+    def test_mean(self, task: str, method: str) -> float | None:
+        return _mean(self.tests(task, method))
+
+    def rel_base(self, task: str, method: str) -> float | None:
+        return _mean([r["test_score"] / r["base_test_score"] - 1 for r in self.by.get((task, method), [])
+                      if r["test_score"] is not None and r["base_test_score"]])
+
+    def rel(self, task: str, method: str, other: str) -> float | None:
+        a, b = self.test_mean(task, method), self.test_mean(task, other)
+        return a / b - 1 if a is not None and b else None
+
+    def paired(self, task: str, method: str, other: str) -> list[float]:
+        b = {r["seed"]: r["test_score"] for r in self.by.get((task, other), [])
+             if r["test_score"] is not None}
+        return [r["test_score"] - b[r["seed"]] for r in self.by.get((task, method), [])
+                if r["test_score"] is not None and r["seed"] in b]
+
+    def shares(self, task: str, method: str) -> list[float | None]:
+        """Per seed: compute to grid's best as a share of grid's compute (None: never reached)."""
+        out = []
+        for r in self.by.get((task, method), []):
+            g = self.grid_spent.get((task, r["seed"]))
+            c = r["compute_to_grid_best"]
+            out.append(None if c is None or not g else c / g)
+        return out
+
+
+def _paired_text(st: Stats, task: str, a: str, b: str) -> str:
+    d = st.paired(task, a, b)
+    if not d:
+        return "no paired seeds"
+    ci = bootstrap_ci(d)
+    return (f"paired test difference {_mean(d):+.3f} over {len(d)} seed(s)"
+            + (f", 95% bootstrap CI [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""))
+
+
+def targets(res: dict[str, Any]) -> list[str]:
+    st = Stats(res["records"])
+    tasks = res["config"]["tasks"]
+    lines = []
+
+    def line(met: bool | None, text: str, details: list[str]) -> None:
+        word = "n/a" if met is None else ("met" if met else "NOT met")
+        lines.append(f"- **{word}**: {text}")
+        lines.extend(f"  - {d}" for d in details)
+
+    def have(*methods: str) -> list[str]:
+        return [m for m in methods if not any(st.tests(t, m) for t in tasks)]
+
+    missing = have("llmzero", "grid")
+    if missing:
+        line(None, "LLMZero above grid search by >= 6% relative on every task, >= 15% on two",
+             [f"no results for {', '.join(missing)}"])
+    else:
+        rels = {t: st.rel(t, "llmzero", "grid") for t in tasks}
+        details = [f"{t}: {_pct(rels[t])} ({_f(st.test_mean(t, 'llmzero'))} vs "
+                   f"{_f(st.test_mean(t, 'grid'))}; "
+                   f"{_paired_text(st, t, 'llmzero', 'grid')})" for t in tasks]
+        line(all(r is not None and r >= 0.06 for r in rels.values()),
+             "LLMZero above grid search by at least 6% relative on every task", details)
+        big = [t for t, r in rels.items() if r is not None and r >= 0.15]
+        line(len(big) >= 2, "LLMZero above grid search by at least 15% relative on at least two tasks",
+             [f"{len(big)} of {len(tasks)} task(s): {', '.join(big) or 'none'}"])
+    others = [m for m in ("random", "pbt", "skill") if any(st.tests(t, m) for t in tasks)]
+    if have("llmzero") or not others:
+        line(None, "LLMZero above random, pbt and skill on every task",
+             ["no results for llmzero" if have("llmzero") else "none of random, pbt and skill was run"])
+    else:
+        details, ok = [], True
+        for t in tasks:
+            a = st.test_mean(t, "llmzero")
+            for m in ("random", "pbt", "skill"):
+                b = st.test_mean(t, m)
+                won = a is not None and b is not None and a > b
+                ok = ok and won
+                details.append(f"{t} vs {m}: {_f(a)} vs {_f(b)} ({'above' if won else 'not above'})")
+        miss = [m for m in ("random", "pbt", "skill") if m not in others]
+        if miss:
+            details.append(f"not run: {', '.join(miss)}")
+        line(ok and not miss, "LLMZero above random, pbt and skill on every task", details)
+    missing = have("llmzero", "llmzero-noLLM")
+    if missing:
+        line(None, "LLMZero above its no-LLM ablation on at least three tasks",
+             [f"no results for {', '.join(missing)}"])
+    else:
+        above = [t for t in tasks
+                 if (st.test_mean(t, "llmzero") or 0) > (st.test_mean(t, "llmzero-noLLM") or 1)]
+        line(len(above) >= 3, "LLMZero above its no-LLM ablation (llmzero-noLLM) on at least three tasks",
+             [f"{len(above)} of {len(tasks)} task(s): {', '.join(above) or 'none'}"]
+             + [f"{t}: {_f(st.test_mean(t, 'llmzero'))} vs {_f(st.test_mean(t, 'llmzero-noLLM'))}; "
+                f"{_paired_text(st, t, 'llmzero', 'llmzero-noLLM')}" for t in tasks])
+    missing = have("llmzero", "grid")
+    if missing:
+        line(None, "LLMZero reaches grid search's best validation score with at most 40% of grid's compute",
+             [f"no results for {', '.join(missing)}"])
+    else:
+        details, ok = [], True
+        for t in tasks:
+            sh = st.shares(t, "llmzero")
+            reached = [x for x in sh if x is not None]
+            m = _mean(reached) if len(reached) == len(sh) and sh else None
+            ok = ok and m is not None and m <= 0.40
+            details.append(f"{t}: reached on {len(reached)} of {len(sh)} seed(s), mean share "
+                           f"{_f(m, 2) if m is not None else 'undefined (not reached on every seed)'} "
+                           f"(per seed: {', '.join('never' if x is None else f'{x:.2f}' for x in sh)})")
+        line(ok, "LLMZero reaches grid search's best validation score with at most 40% of grid's compute "
+             "(mean over seeds, every seed must reach it)", details)
+    return lines
+
+
+def table(res: dict[str, Any]) -> str:
+    st = Stats(res["records"])
+    cfg = res["config"]
+    m = res["machine"]
+    out = [f"machine: {m['processor']}, {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}, "
+           f"torch {m['torch']}{', GPU ' + m['gpu'] if m.get('gpu') else ''}; llmzero "
+           f"{(m.get('llmzero_commit') or '?')[:10]}{' (modified)' if m.get('llmzero_dirty') else ''}; "
+           f"{m['date']}",
+           ""]
+    for task in cfg["tasks"]:
+        out += [f"### {task}", "",
+                "| method | test (mean ± std, seeds) | vs base | vs grid | compute spent | compute to grid's "
+                "best (share of grid's) | LLM tokens | LLM s | wall s |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for method in cfg["methods"]:
+            rs = st.by.get((task, method), [])
+            if not rs:
+                out.append(f"| {method} | not run yet | | | | | | | |")
+                continue
+            xs = st.tests(task, method)
+            sd = _std(xs)
+            spent = _mean([r["budget_spent"] for r in rs])
+            total = _mean([r["budget_total"] or 0 for r in rs])
+            reached = [r["compute_to_grid_best"] for r in rs if r["compute_to_grid_best"] is not None]
+            shares = [x for x in st.shares(task, method) if x is not None]
+            if not any((task, r["seed"]) in st.grid_spent for r in rs):
+                to_grid = "-"
+            elif reached:
+                to_grid = (f"{_mean(reached):,.0f} ({_f(_mean(shares), 2)}; {len(reached)}/{len(rs)} seeds)")
+            else:
+                to_grid = f"never (0/{len(rs)} seeds)"
+            vs_grid = "-" if method == "grid" else _pct(st.rel(task, method, "grid"))
+            tokens = _mean([r["llm_tokens"] for r in rs])
+            llm_s = _mean([r["llm_seconds"] for r in rs])
+            wall = _mean([r["wall_seconds"] or 0 for r in rs])
+            out.append(f"| {method} | {_f(_mean(xs))} ± {_f(sd)} ({len(xs)}) "
+                       f"| {_pct(st.rel_base(task, method))} | {vs_grid} | {spent:,.0f} of {total:,.0f} "
+                       f"| {to_grid} | {tokens:,.0f} | {llm_s:.1f} | {_f(wall, 1)} |")
+        out.append("")
+    out += ["Test: greedy accuracy on the test split of the best node by validation (mean over seeds, "
+            "sample std). vs base: mean over seeds of test / base test - 1; vs grid: test mean / grid's test "
+            "mean - 1. Compute: generated tokens (the budget's meter), mean over seeds. Compute to grid's "
+            "best: tokens until the first stage whose validation score reaches grid's best on the same seed "
+            "(mean over the seeds that reach it; share of grid's compute in parentheses). LLM: prompt + "
+            "completion tokens and seconds, mean over seeds.", "", "### Targets", ""]
+    out += targets(res)
+    out += ["", "### Parameter dynamics of the LLMZero runs", ""]
+    dyn = res.get("dynamics")
+    if not dyn:
+        out.append("no finished llmzero run with a scored stage yet")
+        return "\n".join(out)
+    out += [f"Pooled over {dyn['paths']} paths (the best and the top {dyn['top_k']} of each) of "
+            f"{len(dyn['runs'])} run(s); means over the paths that change the parameter.", "",
+            "| parameter | role | monotonicity | oscillation | paths that changed it | class | expected "
+            "| matches the paper? |", "|---|---|---|---|---|---|---|---|"]
+    for p in dyn["parameters"]:
+        answer = {"match": "yes", "mismatch": "no"}.get(p["verdict"], p["verdict"])
+        out.append(f"| {p['name']} | {p['role']} | {_f(p['monotonicity'], 2)} | {_f(p['oscillation'], 2)} "
+                   f"| {p['changed']}/{p['paths']} | {p['class']} | {p['expected']} | {answer} |")
+    s = dyn["summary"]
+    counts = (f"{s['matched']} parameter(s) match, {s['mismatched']} do not, {s['unchanged']} unchanged or "
+              "too short to judge")
+    verdict = ("nothing to judge: no parameter changed along the analysed paths" if s["holds"] is None else
+               f"the paper's pattern (capacity monotone, regularization oscillating) "
+               f"{'holds' if s['holds'] else 'does NOT hold'}")
+    out += ["", f"verdict: {verdict} ({counts})"]
+    return "\n".join(out)
+
+
+# -- status --------------------------------------------------------------------------------------------
+
+
+def status(bench: dict[str, Any], out: Path) -> str:
+    counts: dict[str, int] = {"done": 0, "started": 0, "new": 0}
+    lines = []
+    for t, m, s in cells(bench):
+        state, _ = cell_state(run_dir(out, t, m, s), m)
+        counts[state] += 1
+        lines.append(f"{t:15s} {m:14s} seed {s}: {state}")
+    lines.append(f"{counts['done']} done, {counts['started']} started (will resume), {counts['new']} left "
+                 f"of {sum(counts.values())} cells")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run (or resume) the benchmark's cells")
+    r.add_argument("config")
+    r.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="run directories (default bench/runs/search)")
+    r.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    r.add_argument("--only-task", action="append")
+    r.add_argument("--only-method", action="append")
+    r.add_argument("--only-seed", action="append", type=int)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override of every cell's experiment, e.g. budget.compute=100000 (repeatable)")
+    s = sub.add_parser("status", help="cells done, started and left")
+    s.add_argument("config")
+    s.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    t = sub.add_parser("table", help="the markdown tables and targets from a results file")
+    t.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "table":
+            if not a.results.is_file():
+                raise BenchError(f"results file {str(a.results)!r} does not exist: run "
+                                 "`bench/search.py run` first")
+            print(table(json.loads(a.results.read_text())))
+            return 0
+        from llmzero.runtime import configure_process
+
+        configure_process(1)
+        bench = load_bench(a.config, a.set)
+        if a.cmd == "status":
+            print(status(bench, a.out))
+            return 0
+        run_cells(bench, a.out, a.results, a.only_task, a.only_method, a.only_seed, str(a.config))
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # ConfigError, ModelError, JournalError: one line, raised by a cell
+        from llmzero.config import ConfigError
+        from llmzero.models.tiny import ModelError
+        from llmzero.search import JournalError
+
+        if not isinstance(e, (ConfigError, ModelError, JournalError)):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"results: {a.results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The search benchmark (bench/search.py) at CI size, through its command line: one method first, then
+the rest with a kill -9 in the middle, a resume that trains only what was lost, a re-run that trains
+nothing, and the table with its targets and dynamics."""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "search.py"
+CI = ROOT / "bench" / "configs" / "ci.yaml"
+METHODS = ["base", "fixed", "grid", "llmzero-noLLM", "llmzero"]
+REQUIRED = ("task", "method", "seed", "test_score", "base_test_score", "best_val", "base_val", "budget_spent",
+            "budget_total", "llm_tokens", "llm_calls", "llm_seconds", "wall_seconds", "nodes",
+            "compute_to_grid_best", "run")
+
+
+def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, str(BENCH), *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return r
+
+
+def events(run: Path, kind: str | None = None) -> list[tuple]:
+    db = sqlite3.connect(run / "journal.sqlite")
+    q = "SELECT seq, kind, node_id FROM events" + (" WHERE kind=?" if kind else "") + " ORDER BY seq"
+    rows = db.execute(q, (kind,) if kind else ()).fetchall()
+    db.close()
+    return rows
+
+
+def count(run: Path, kind: str) -> int:
+    try:
+        return len(events(run, kind)) if (run / "journal.sqlite").is_file() else 0
+    except sqlite3.OperationalError:  # the journal's file exists but its tables do not yet
+        return 0
+
+
+@pytest.mark.slow
+def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
+    out, results = tmp_path / "runs", tmp_path / "r.json"
+    common = ["--out", str(out), "--results", str(results)]
+    cell = {m: out / "number_sorting" / m / "seed0" for m in METHODS}
+
+    # 1. one method alone
+    r = bench("run", str(CI), *common, "--only-method", "grid")
+    assert "grid" in r.stdout and "(new)" in r.stdout
+    grid_events = len(events(cell["grid"]))
+    assert count(cell["grid"], "run_finished") == 1
+    first = json.loads(results.read_text())
+    assert [x["method"] for x in first["records"]] == ["grid"]
+
+    # 2. the whole config, killed (-9, with its workers) once the fixed cell has finished two stages
+    log = (tmp_path / "bench.log").open("w")
+    p = subprocess.Popen([sys.executable, str(BENCH), "run", str(CI), *common], cwd=ROOT, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and p.poll() is None:
+        time.sleep(0.3)
+        if count(cell["fixed"], "stage_finished") >= 2:
+            break
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert count(cell["fixed"], "stage_finished") >= 2, (tmp_path / "bench.log").read_text()[-3000:]
+    assert count(cell["fixed"], "run_finished") == 0, "the kill came too late to test a resume"
+    finished_before = {n for _, _, n in events(cell["fixed"], "stage_finished")}
+    killed = json.loads(results.read_text())  # rewritten atomically after every cell: still whole
+    assert {x["method"] for x in killed["records"]} == {"grid", "base"}
+
+    status = bench("status", str(CI), "--out", str(out)).stdout
+    assert re.search(r"fixed +seed 0: started", status)
+    assert "2 done, 1 started (will resume), 2 left" in status
+
+    # 3. run again: the fixed cell resumes, the others start; grid is only collected
+    t0 = time.time()
+    r = bench("run", str(CI), *common)
+    print(r.stdout, f"resume run: {time.time() - t0:.1f} s")
+    assert re.search(r"fixed +seed 0: .*\(resumed\)", r.stdout), r.stdout
+    assert len(events(cell["grid"])) == grid_events  # grid was not trained again
+    starts: dict[str, int] = {}
+    for _, _, n in events(cell["fixed"], "stage_started"):
+        starts[n] = starts.get(n, 0) + 1
+    assert all(starts[n] == 1 for n in finished_before)  # finished stages were not trained again
+
+    res = json.loads(results.read_text())
+    recs = {x["method"]: x for x in res["records"]}
+    assert list(recs) == METHODS and len(res["records"]) == len(METHODS)
+    for k in ("platform", "processor", "cpu_count", "python", "torch", "llmzero_commit", "date"):
+        assert k in res["machine"]
+    assert res["config"]["tasks"] == ["number_sorting"]
+    base_test = recs["base"]["test_score"]
+    for m, x in recs.items():
+        assert all(k in x for k in REQUIRED), (m, x)
+        assert x["task"] == "number_sorting" and x["seed"] == 0 and x["run"] == f"number_sorting/{m}/seed0"
+        for k in ("test_score", "base_test_score", "best_val", "base_val"):
+            assert 0 <= x[k] <= 1, (m, k, x[k])
+        assert x["base_test_score"] == base_test  # paired: one base model, one test set for every method
+        assert x["base_val"] == recs["base"]["base_val"]
+        assert x["budget_spent"] <= x["budget_total"] * 1.05
+        if m == "llmzero":
+            assert x["llm_tokens"] > 0 and x["llm_calls"] > 0
+        else:
+            assert x["llm_tokens"] == 0 and x["llm_calls"] == 0
+        if m != "base":
+            assert x["budget_spent"] >= 0.8 * x["budget_total"] and x["nodes"] >= 2
+            assert x["best_val"] >= 0  # the best node by validation
+    assert recs["base"]["budget_spent"] == 0 and recs["base"]["test_score"] == recs["base"]["base_test_score"]
+    g = recs["grid"]
+    assert g["compute_to_grid_best"] is not None and 0 < g["compute_to_grid_best"] <= g["budget_spent"]
+    for m, x in recs.items():
+        c = x["compute_to_grid_best"]
+        assert c is None or 0 <= c <= x["budget_spent"]
+    dyn = res["dynamics"]
+    assert dyn["runs"] == ["number_sorting/llmzero/seed0"] and dyn["paths"] >= 1
+    assert {p["name"] for p in dyn["parameters"]} >= {"learning_rate", "max_completion_length"}
+
+    # 4. once more: a no-op that trains nothing
+    before = {m: len(events(cell[m])) for m in METHODS if m != "base"}
+    t0 = time.time()
+    r = bench("run", str(CI), *common)
+    assert r.stdout.count("(done before)") == len(METHODS)
+    assert {m: len(events(cell[m])) for m in before} == before
+    assert time.time() - t0 < 60
+    again = json.loads(results.read_text())
+    assert again["records"] == res["records"]
+
+    # 5. the table: one row per method, the targets (met or not, never hidden), the dynamics
+    t = bench("table", "--results", str(results)).stdout
+    print(t)
+    assert "### number_sorting" in t and "### Targets" in t and "Parameter dynamics" in t
+    for m in METHODS:
+        assert f"| {m} | " in t
+    targets = t.split("### Targets")[1].split("### Parameter dynamics")[0]
+    assert targets.count("- **") == 5
+    # one task cannot be above the ablation on three: reported as missed, not left out
+    assert "**NOT met**: LLMZero above its no-LLM ablation" in targets
+    assert "**n/a**: LLMZero above random, pbt and skill" in targets  # not run at CI size
+    assert "verdict:" in t
+
+    # 6. a run dir of another experiment is never mixed into these results
+    r = subprocess.run([sys.executable, str(BENCH), "run", str(CI), *common, "--set", "budget.compute=7000"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "differs in budget" in r.stderr, r.stderr
+    assert json.loads(results.read_text())["records"] == res["records"]
+
+
+def status_of(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH), "status", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_bad_benchmark_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    head = "experiment: examples/{task}.yaml\ntasks: [countdown]\nseeds: [0]\n"
+    bad.write_text(head + "methods: [grid, annealing]\n")
+    r = status_of(str(bad))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "annealing" in r.stderr
+    bad.write_text(head + "methods: [grid]\noverrides: {search.depth: 0}\n")
+    r = status_of(str(bad))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "search.depth=0" in r.stderr
+    r = status_of(str(CI), "--out", str(tmp_path), "--set", "search.steps_per_stage=-1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "search.steps_per_stage=-1" in r.stderr
+    r = status_of(str(CI), "--out", str(tmp_path), "--set", "search.depth=3")
+    assert r.returncode == 0 and "0 done, 0 started (will resume), 5 left of 5 cells" in r.stdout
