@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import random
@@ -47,6 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from llmzero.report.compare import mean as _mean
+from llmzero.report.compare import sample_std as _std
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "runs" / "search"
@@ -453,15 +455,6 @@ def write_results(bench: dict[str, Any], out: Path, results: Path, config_path: 
 # -- the table -----------------------------------------------------------------------------------------
 
 
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
-
-
-def _std(xs: list[float]) -> float | None:
-    if len(xs) < 2:
-        return None
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def _pct(x: float | None) -> str:

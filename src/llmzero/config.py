@@ -190,7 +190,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path.name}: does not parse as YAML{at}: {getattr(e, 'problem', e)}") from None
-    raw = raw if isinstance(raw, dict) else raw
+    if isinstance(raw, dict):
+        apply_overrides(raw, overrides)
+    return parse_config(raw, where=f"{path.name}: ")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Set dotted keys (``search.method``) in a raw experiment mapping, in place; None leaves a key as is."""
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -199,4 +205,4 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         for k in head:
             node = node.setdefault(k, {})
         node[last] = value
-    return parse_config(raw, where=f"{path.name}: ")
+    return raw

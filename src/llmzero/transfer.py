@@ -141,7 +141,7 @@ def map_strategy(prior: Prior, space: Space, start: dict[str, Value] | None = No
 def target_config(prior: Prior, task: str, overrides: dict[str, Any] | None = None):
     """The source run's experiment moved to ``task``: the same model, search, budget and seeds, the
     target task's own starting parameters, and the prior. ``overrides`` are dotted keys (None: unset)."""
-    from llmzero.config import parse_config
+    from llmzero.config import apply_overrides, parse_config
 
     raw = json.loads(json.dumps(prior.config))  # a deep copy
     source_task = raw.get("task", {})
@@ -150,15 +150,7 @@ def target_config(prior: Prior, task: str, overrides: dict[str, Any] | None = No
         raw["task"]["sizes"] = source_task["sizes"]
     raw["params"] = {}
     raw.setdefault("search", {})["prior"] = prior.source
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        *parents, leaf = key.split(".")
-        d = raw
-        for part in parents:
-            d = d.setdefault(part, {})
-        d[leaf] = value
-    return parse_config(raw)
+    return parse_config(apply_overrides(raw, overrides))
 
 
 def relative(score: float | None, reference: float | None) -> float | None:

@@ -72,8 +72,26 @@ class Answer(BaseModel):
     decision: str = "expand"
 
 
+def _schema(pick: tuple[str, dict[str, Any]], k: int, lengths: tuple[int, int, int]) -> dict[str, Any]:
+    """An answer: a diagnosis, 1..k proposals (``pick`` plus a rationale and an expected effect) and
+    a decision. ``lengths`` caps the three strings (diagnosis, rationale, expected effect)."""
+    name, rule = pick
+
+    def text(n: int) -> dict[str, Any]:
+        return {"type": "string", "maxLength": n}
+
+    def obj(props: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+    item = obj({name: rule, "rationale": text(lengths[1]), "expected_effect": text(lengths[2])})
+    return obj({"diagnosis": text(lengths[0]),
+                "proposals": {"type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
+                              "items": item},
+                "decision": {"type": "string", "enum": list(DECISIONS)}})
+
+
 def answer_schema(space: Space, k: int) -> dict[str, Any]:
-    """The JSON schema the LLM must answer with (also its decoding grammar for embedded models).
+    """The JSON schema of a free answer (also the decoding grammar for embedded models).
 
     Changes are a short list of {"name", "value"} pairs rather than an object with every parameter as
     an optional property: small models fill every optional property in schema order, which made
@@ -82,28 +100,8 @@ def answer_schema(space: Space, k: int) -> dict[str, Any]:
     change = {"type": "object",
               "properties": {"name": {"type": "string", "enum": list(space.names)}, "value": {"type": "number"}},
               "required": ["name", "value"], "additionalProperties": False}
-    return {
-        "type": "object",
-        "properties": {
-            "diagnosis": {"type": "string", "maxLength": 80},
-            "proposals": {
-                "type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "changes": {"type": "array", "minItems": 1, "maxItems": MAX_CHANGES, "items": change},
-                        "rationale": {"type": "string", "maxLength": 60},
-                        "expected_effect": {"type": "string", "maxLength": 40},
-                    },
-                    "required": ["changes", "rationale", "expected_effect"],
-                    "additionalProperties": False,
-                },
-            },
-            "decision": {"type": "string", "enum": list(DECISIONS)},
-        },
-        "required": ["diagnosis", "proposals", "decision"],
-        "additionalProperties": False,
-    }
+    return _schema(("changes", {"type": "array", "minItems": 1, "maxItems": MAX_CHANGES, "items": change}), k,
+                   (80, 60, 40))
 
 
 MENU_SIZE = 6  # options listed for a menu answer
@@ -111,28 +109,7 @@ MENU_SIZE = 6  # options listed for a menu answer
 
 def menu_schema(n_options: int, k: int) -> dict[str, Any]:
     """The schema of a menu answer: the agent picks ``k`` of ``n_options`` numbered options."""
-    return {
-        "type": "object",
-        "properties": {
-            "diagnosis": {"type": "string", "maxLength": 40},
-            "proposals": {
-                "type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "option": {"type": "integer", "enum": list(range(1, n_options + 1))},
-                        "rationale": {"type": "string", "maxLength": 28},
-                        "expected_effect": {"type": "string", "maxLength": 20},
-                    },
-                    "required": ["option", "rationale", "expected_effect"],
-                    "additionalProperties": False,
-                },
-            },
-            "decision": {"type": "string", "enum": list(DECISIONS)},
-        },
-        "required": ["diagnosis", "proposals", "decision"],
-        "additionalProperties": False,
-    }
+    return _schema(("option", {"type": "integer", "enum": list(range(1, n_options + 1))}), k, (40, 28, 20))
 
 
 def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE) -> list[Proposal]:
