@@ -8,6 +8,7 @@ while the budget lasts.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 from llmzero.search.methods._base import SearchContext, StageSpec
@@ -65,11 +66,30 @@ def fixed() -> Chains:
 
 
 def grid() -> Chains:
-    """Static configurations over the product of ``search.grid``, each trained for the full depth."""
+    """Static configurations over the product of ``search.grid``, each trained for the full depth.
+
+    Configurations run nearest to the starting parameters first (distance in units of each value's
+    step in the grid, log scale for log parameters): when the budget cannot pay for the whole grid,
+    the runs it does pay for cover the neighbourhood of the default evenly, instead of whichever
+    corner the product happens to list first.
+    """
 
     def configs(ctx: SearchContext, tree: Tree) -> list[dict[str, Value]]:
         g = ctx.cfg.search.grid
-        return [{**tree.root.params, **dict(zip(g, values))} for values in itertools.product(*g.values())]
+        root = tree.root.params
+        out = [{**root, **dict(zip(g, values))} for values in itertools.product(*g.values())]
+
+        def distance(cfg: dict[str, Value]) -> float:
+            d = 0.0
+            for name, values in g.items():
+                log = ctx.space[name].log and min(values) > 0 and root[name] > 0
+                scale = (lambda v: math.log(v)) if log else (lambda v: float(v))
+                pts = sorted(scale(v) for v in values)
+                step = min((b - a for a, b in zip(pts, pts[1:]) if b > a), default=1.0)
+                d += abs(scale(cfg[name]) - scale(root[name])) / step
+            return d
+
+        return sorted(out, key=distance)  # stable: ties keep the product's order
 
     def first(c: int, ctx: SearchContext, tree: Tree):
         cs = configs(ctx, tree)
