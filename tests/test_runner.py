@@ -170,3 +170,38 @@ def test_token_limit_ends_a_stage_early_with_a_checkpoint(setup):
     assert limit <= cut.cost.generated_tokens <= limit + 2 * per_step  # stops within a step of the cap
     assert check_checkpoint(cut.checkpoint)["end_step"] == cut.cost.steps
     assert _strip(cut.history) == _strip(full.history[: cut.cost.steps])  # the same run, cut short
+
+
+def test_a_worker_exits_when_its_search_process_dies(tmp_path):
+    """No orphan may finish a stage and publish into a directory the resumed search trains again."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing as mp, os, sys, time\n"
+        "def child(ready):\n"
+        "    from llmzero.execution.local import _exit_with_parent\n"
+        "    _exit_with_parent(0.1)\n"
+        "    ready.set()\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('spawn')\n"
+        "    ready = ctx.Event()\n"
+        "    p = ctx.Process(target=child, args=(ready,))\n"
+        "    p.start()\n"
+        "    ready.wait(120)\n"
+        "    open(sys.argv[1], 'w').write(str(p.pid))\n"
+        "    os._exit(0)  # dies like a killed search: no clean-up, the child is orphaned\n")
+    pid_file = tmp_path / "child.pid"
+    # no pipes: the orphan must not keep run() waiting, so the check below sees it within seconds
+    subprocess.run([sys.executable, str(script), str(pid_file)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=150, check=True)
+    pid = int(pid_file.read_text())
+    deadline = time.time() + 10
+    while time.time() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+        time.sleep(0.2)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"

@@ -41,11 +41,32 @@ class RunnerSpec:
 _WORKER: dict[str, Any] = {}
 
 
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """Start a daemon thread that ends this worker as soon as its parent process is gone.
+
+    A search killed (or stopped with SIGTERM) must not leave orphaned workers that finish their stage
+    and publish a checkpoint into a directory that the resumed search is about to train again.
+    """
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:  # re-parented: the search process died
+                os._exit(1)
+
+    threading.Thread(target=watch, name="llmzero-parent-watch", daemon=True).start()
+
+
 def _init_worker(threads: int) -> None:
     import psutil
 
     from llmzero.runtime import configure_process
 
+    _exit_with_parent()
     configure_process(threads)
     import trl  # noqa: F401 - pay the import here, once per worker
 
