@@ -224,6 +224,8 @@ class SearchRun:
                 pending = sorted(self.tree.in_state(NodeState.PENDING), key=lambda n: int(n.id[1:]))
                 if not pending:
                     self.ctx.budget_left = max(0.0, 1 - self.tree.spent() / self.cfg.budget.compute)
+                    self.ctx.tokens_left = max(0.0, self.cfg.budget.compute - self.tree.spent())
+                    self.ctx.stage_tokens = lambda p: self.cfg.search.steps_per_stage * self.tokens_per_step(p)
                     fitted = self._fit(self.method.ask(self.tree, self.workers, self.ctx))
                     if not fitted:
                         stop_reason = ("budget spent" if self.tree.spent() >= 0.8 * self.cfg.budget.compute

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from llmzero.agents._base import Proposal, ProposalContext, Proposer
@@ -51,6 +52,8 @@ class SearchContext:
     proposer: Proposer | None = None
     budget_left: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    tokens_left: float = float("inf")  # compute budget not yet spent, in generated tokens
+    stage_tokens: Callable[[dict[str, Value]], float] | None = None  # expected cost of one full stage
 
     def rng(self, tree: Tree, salt: str = "") -> random.Random:
         return random.Random(f"{self.cfg.seed}:{len(tree.nodes)}:{salt}")

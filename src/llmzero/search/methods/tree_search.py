@@ -59,7 +59,13 @@ class _Expander:
 class MCTS(_Expander):
     """UCT selection with progressive widening: a node may have ``1 + floor(sqrt(visits))`` children
     (at most ``max_children``); below that it is expanded, otherwise the search descends into the
-    child with the best UCT score. Children come from the proposer, ``branching`` at a time."""
+    child with the best UCT score. Children come from the proposer, ``branching`` at a time.
+
+    The budget keeps a reserve: while the best node is short of the full depth, a stage elsewhere is
+    planned only if what is left after it still pays for extending the best node to the full depth.
+    Otherwise the best node is extended. A strategy is only as good as its training is long, so the
+    search never spends its budget on a wide tree whose best path ends halfway.
+    """
 
     name = "mcts"
 
@@ -68,7 +74,8 @@ class MCTS(_Expander):
         children = {i: [c for c in nd.children if tree.nodes[c].state is NodeState.COMPLETE]
                     for i, nd in tree.nodes.items()}
         values, visits = backed_up_values(children, own, ROOT, ctx.cfg.search.backup)
-        return self._select(tree, ROOT, ctx, planned, children, values, visits)
+        target = self._select(tree, ROOT, ctx, planned, children, values, visits)
+        return self._reserve(tree, ctx, planned, target)
 
     def _select(self, tree, node_id, ctx, planned, children, values, visits) -> str | None:
         node = tree.nodes[node_id]
@@ -83,6 +90,23 @@ class MCTS(_Expander):
                 return found
             candidates.remove(c)
         return node_id if _room(tree, node_id, ctx, planned) > 0 else None
+
+    @staticmethod
+    def _reserve(tree: Tree, ctx: SearchContext, planned: dict[str, int], target: str | None) -> str | None:
+        best = tree.best()
+        if target is None or best is None or ctx.stage_tokens is None or target == best.id:
+            return target
+        extending = planned.get(best.id, 0) > 0
+        if not extending and _room(tree, best.id, ctx, planned) <= 0:
+            return target  # the best node cannot grow (full, closed or at the full depth)
+        stages_needed = ctx.cfg.search.depth - best.depth - (1 if extending else 0)
+        if stages_needed <= 0:
+            return target
+        planned_cost = sum(n * ctx.stage_tokens(tree.nodes[i].params) for i, n in planned.items())
+        left = ctx.tokens_left - planned_cost - ctx.stage_tokens(tree.nodes[target].params)
+        if left >= stages_needed * ctx.stage_tokens(best.params):
+            return target
+        return None if extending else best.id  # keep the reserve: extend the best node, or wait for it
 
 
 class BestFirst(_Expander):

@@ -1,0 +1,55 @@
+"""Methods under a budget too small for everything: grid runs the nearest configurations first, MCTS
+keeps a reserve to extend its best node to the full depth."""
+
+from llmzero.config import parse_config
+from llmzero.search.methods import SearchContext
+from llmzero.search.methods.chains import grid
+from llmzero.search.tree import Tree
+from llmzero.space import DEFAULT_SPACE
+
+
+def test_grid_runs_the_default_then_its_neighbours_then_the_corners():
+    cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 1000},
+                        "search": {"method": "grid", "grid": {"learning_rate": [2.5e-5, 5e-5, 1e-4, 2e-4],
+                                                              "entropy_coef": [0.0, 0.01]}}})
+    tree = Tree()
+    tree.apply("root", "root", {"params": DEFAULT_SPACE.defaults(), "val_score": 0.3})
+    g, ctx = grid(), SearchContext(cfg=cfg, space=DEFAULT_SPACE)
+    order = []
+    c = 0
+    while (first := g.first(c, ctx, tree)) is not None:
+        order.append((first[0]["learning_rate"], first[0]["entropy_coef"]))
+        c += 1
+    assert len(order) == 8 and len(set(order)) == 8
+    assert order[0] == (1e-4, 0.0)  # the starting parameters themselves
+    assert set(order[1:4]) == {(5e-5, 0.0), (2e-4, 0.0), (1e-4, 0.01)}  # one step away
+    assert order[-1] == (2.5e-5, 0.01)  # the far corner: two lr steps and one entropy step away
+
+
+def test_mcts_keeps_a_reserve_to_extend_its_best_node_to_the_full_depth():
+    from llmzero.search.methods.tree_search import MCTS
+
+    cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 1000},
+                        "search": {"depth": 3, "max_children": 3}})
+    tree = Tree()
+    tree.apply("root", "root", {"params": DEFAULT_SPACE.defaults(), "val_score": 0.3})
+    for node_id, val in (("n1", 0.4), ("n2", 0.35)):
+        tree.apply("node_created", node_id, {"parent_id": "root", "depth": 1, "params": DEFAULT_SPACE.defaults(),
+                                             "steps": 10})
+        tree.apply("stage_finished", node_id, {"val_score": val, "history": []})
+
+    def target(tokens_left, planned=None, wanted="n2"):
+        ctx = SearchContext(cfg=cfg, space=DEFAULT_SPACE, tokens_left=tokens_left, stage_tokens=lambda p: 10.0)
+        return MCTS._reserve(tree, ctx, planned or {}, wanted)
+
+    assert target(40) == "n2"  # 40 - 10 left: enough for the best node's two more stages
+    assert target(25) == "n1"  # 25 - 10 < 20: the best node (n1, depth 1 of 3) is extended instead
+    assert target(40, {"n1": 1}) == "n2"  # n1 is being extended: one more stage is needed, 40 - 20 >= 10
+    assert target(25, {"n1": 1}) is None  # not even that: plan nothing more now
+    assert target(25, wanted="n1") == "n1" and target(5, wanted=None) is None
+    for i in (3, 4, 5):  # a best node that cannot grow any more keeps no reserve
+        tree.apply("node_created", f"n{i}", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
+                                             "steps": 10})
+        tree.apply("stage_finished", f"n{i}", {"val_score": 0.2, "history": []})
+    assert target(25) == "n2"
+    assert MCTS._reserve(tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE), {}, "n2") == "n2"  # no cost model
