@@ -1,7 +1,7 @@
 """The LLM agent with the embedded model: latency per proposal, repairs, and whether its changes
 answer the findings.
 
-    python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2]
+    python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare]
 
 Contexts are real stage histories of number_sorting (tests/fixtures/real_histories.json: a healthy
 stage, lr 1e-3, a short max_completion_length, temperature 0.5, entropy_coef 0.1). For each, the
@@ -11,8 +11,8 @@ skill agent on the same contexts:
 * median and max seconds per proposal round (goal for the embedded 0.5B: at most 5 s, 1 thread);
 * share of rounds whose answer needed a repair or fell back to the skill agent;
 * share of rounds where the agent closed the branch (stop or backup on a stage worse than its parent);
-* share of findings that at least one proposal addresses (a change in a remedy's direction), over
-  the rounds that proposed children.
+* share of findings that at least one proposal addresses (a change in a remedy's direction); in a
+  round that closed the branch, the proposals its answer picked count.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run(proposer, rounds: int) -> dict:
             repaired += bool(rec.get("repaired") or rec.get("fallback"))
             if not props:  # the agent closed the branch (stop or backup on a stage that got worse)
                 closed += 1
-                continue
+            props = props or getattr(proposer, "last_picks", [])  # what it picked before closing
             hits += sum(addressed(f, ctx.node.params, props) for f in findings)
             total += len(findings)
     return {"median_s": statistics.median(secs), "max_s": max(secs), "rounds": len(secs),
@@ -97,22 +97,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--record", help="Also write the embedded model's transcripts to this JSONL file.")
+    ap.add_argument("--compare", action="store_true",
+                    help="Also run the same rounds decoding each answer under one whole-schema grammar "
+                         "(the way before filled answers), side by side.")
     a = ap.parse_args()
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer
     from llmzero.llm import get_llm
 
-    llm = get_llm("llama", tier=a.tier, n_threads=a.threads)
+    llm = base = get_llm("llama", tier=a.tier, n_threads=a.threads)
     llm.load()
     print(f"model load: {llm.load_seconds:.1f} s")
     if a.record:
         from llmzero.llm.replay import RecordingLLM
 
         llm = RecordingLLM(llm, a.record)
-    rows = {"llm (embedded " + a.tier + f", {a.threads} thread)": run(LLMProposer(llm), a.rounds),
-            "skill (no LLM)": run(SkillProposer(), a.rounds)}
+    name = f"llm (embedded {a.tier}, {a.threads} thread)"
+    rows = {name: run(LLMProposer(llm), a.rounds)}
+    if a.compare:
+        base.fill = False
+        rows[name.replace(")", ", whole-schema grammar)")] = run(LLMProposer(llm), a.rounds)
+        base.fill = True
+    rows["skill (no LLM)"] = run(SkillProposer(), a.rounds)
     print("| agent | rounds | median s/round | max s | median prompt / answer tokens | needed repair or fallback "
-          "| branch closed | findings addressed (rounds that proposed) |")
+          "| branch closed | findings addressed |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['rounds']} | {r['median_s']:.2f} | {r['max_s']:.2f} | "
@@ -120,6 +128,10 @@ def main() -> None:
               f"| {100 * r['closed_share']:.0f}% "
               f"| {100 * r['addressed_share']:.0f}% |")
     llm_row = next(iter(rows.values()))
+    if a.compare:
+        old = list(rows.values())[1]
+        print(f"filled / whole-schema grammar: median {llm_row['median_s'] / old['median_s']:.2f}x, "
+              f"answer tokens {llm_row['completion_tokens'] / max(1, old['completion_tokens']):.2f}x")
     print(f"goal: median at most 5 s per proposal round -> {'met' if llm_row['median_s'] <= 5 else 'NOT met'}")
 
 

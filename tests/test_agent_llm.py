@@ -7,7 +7,7 @@ import pytest
 
 from llmzero.agents._base import NodeView, ProposalContext
 from llmzero.agents.diagnosis import diagnose
-from llmzero.agents.llm import STEP_FACTOR, LLMProposer, answer_schema, render_prompt, repair_changes
+from llmzero.agents.llm import STEP_FACTOR, LLMProposer, answer_schema, render_prompt, render_system, repair_changes
 from llmzero.llm._base import LLMReply
 from llmzero.space import DEFAULT_SPACE
 
@@ -51,12 +51,27 @@ class Scripted:
 
 def test_prompt_has_every_section():
     ctx = context(siblings=[NodeView("n2", 2, {**BASE, "temperature": 1.2}, "complete", val_score=0.40)])
+    system = render_system(ctx)
+    for part in ("Task: number_sorting", "learning_rate 1e-4 [1e-7, 0.01] R", "max_completion_length 18 [1, 4096] C",
+                 "decision: expand, stop"):
+        assert part in system, part
     text = render_prompt(ctx, diagnose(ctx.path), 2)
-    for part in ("Task: number_sorting", "learning_rate=0.0001 [1e-07, 0.01] R", "max_completion_length=18 [1, 4096] C",
-                 "0: base model | val 0.37", "1: no change | val 0.41 | reward 0.3", "entropy_collapse",
-                 "Already tried here", "temperature 1->1.2: val 0.4", "Best val so far 0.41", "budget left 60%",
-                 "Give 2 different proposals"):
+    for part in ("Now: all at start values", "0: base model | val 0.37", "1: no change | val 0.41",
+                 "Stage 1 trends: reward 0.3->0.32, entropy 0.37->0.032, zero_std", "entropy_collapse (", "Tried here: temperature "
+                 "1->1.2: val 0.4", "Best val 0.41", "budget left 60%", "next stage 2/3", "Give 2 proposals"):
         assert part in text, part
+    moved = ProposalContext(space=SPACE, node=NodeView("n3", 2, {**BASE, "learning_rate": 3e-4}, "complete"),
+                            path=ctx.path, max_depth=3)
+    assert render_prompt(moved, [], 2).startswith("Now: learning_rate=3e-4, others at start\n")
+
+
+def test_system_message_is_the_same_along_a_run():
+    """The cacheable part: it names the start values, never the node's."""
+    ctx = context()
+    child = ProposalContext(space=SPACE, node=NodeView("c", 2, {**BASE, "temperature": 1.3}, "complete"),
+                            path=(*ctx.path, NodeView("c", 2, {**BASE, "temperature": 1.3}, "complete")),
+                            extra=ctx.extra)
+    assert render_system(ctx) == render_system(child)
 
 
 def test_schema_lists_every_parameter_and_k():
@@ -87,7 +102,7 @@ def test_good_answer_becomes_repaired_proposals_with_a_record():
     assert "entropy is collapsing" in out[0].reason and "more exploration" in out[0].reason
     rec = agent.last_record
     assert rec["llm"]["prompt_tokens"] == 321 and rec["repaired"] == 1 and rec["fallback"] is None
-    assert "entropy_collapse" in rec["findings"] and "Path (stage" in rec["prompt"]
+    assert "entropy_collapse" in rec["findings"] and "0: base model" in rec["prompt"]
     SPACE.validate(out[0].params) and SPACE.validate(out[1].params)
 
 
@@ -188,7 +203,8 @@ def test_menu_picks_become_the_listed_options_and_bad_picks_are_replaced():
     messages, schema = llm.calls[0]
     prompt = messages[1]["content"]
     n = schema["properties"]["proposals"]["items"]["properties"]["option"]["enum"]
-    assert "Options:\n1: " in prompt and "Pick 2 different options" in prompt and "[1e-07, 0.01]" not in prompt
+    assert "Options:\n1: " in prompt and "Pick 2 options." in prompt and "[1e-7, 0.01]" in messages[0]["content"]
+    assert schema["properties"]["proposals"]["minItems"] == 2  # exactly k picks
     assert n == list(range(1, len(n) + 1)) and f"\n{len(n)}: " in prompt
     # the options are drawn from the proposer's rng: the same draw gives the same menu
     rng = random.Random(0)
@@ -203,7 +219,8 @@ def test_free_mode_asks_for_changes_with_bounds():
         {"changes": [{"name": "entropy_coef", "value": 0.01}], "rationale": "r", "expected_effect": "e"}]})
     agent = LLMProposer(llm, answer="free")
     out = agent.propose(context(), 1, random.Random(0))
-    assert "learning_rate=0.0001 [1e-07, 0.01] R" in llm.calls[0][0][1]["content"]
+    assert "learning_rate 1e-4 [1e-7, 0.01] R" in llm.calls[0][0][0]["content"]
+    assert "Give 1 proposals." in llm.calls[0][0][1]["content"] and "Options:" not in llm.calls[0][0][1]["content"]
     assert "changes" in llm.calls[0][1]["properties"]["proposals"]["items"]["properties"]
     assert out[0].proposed_by == "llm" and out[0].params == {**BASE, "entropy_coef": 0.01}
     with pytest.raises(ValueError, match="answer='poem'"):

@@ -286,6 +286,64 @@ def test_bad_answers_and_failed_calls_never_raise(fake_llama_cpp: types.SimpleNa
     assert not reply.ok and reply.error == "RuntimeError: llama_decode returned -1"
 
 
+MENU_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"diagnosis": {"type": "string", "maxLength": 30},
+                   "proposals": {"type": "array", "minItems": 2, "maxItems": 2,
+                                 "items": {"type": "object", "properties": {"option": {"type": "integer", "enum": [1, 2, 3]}},
+                                           "required": ["option"], "additionalProperties": False}},
+                   "decision": {"type": "string", "enum": ["expand", "stop"]}},
+    "required": ["diagnosis", "proposals", "decision"], "additionalProperties": False,
+}
+
+
+def test_walkable_schemas_are_filled_part_by_part(fake_llama_cpp: types.SimpleNamespace, model_file: Path) -> None:
+    llm = L.LlamaLLM(model_path=str(model_file))
+    llm.load()
+    fake = fake_llama_cpp.instances[0]
+    fake.metadata = {"tokenizer.chat_template": "chatml"}
+    fake.tokenize = lambda data, add_bos=True, special=False: list(data)  # one token per byte
+    answers = iter(['entropy fell"', "2", "3", '"stop"'])
+    seen: list[dict[str, Any]] = []
+
+    def create_completion(**kw: Any) -> dict[str, Any]:
+        seen.append(kw)
+        text = next(answers)
+        return {"choices": [{"text": text}], "usage": {"completion_tokens": len(text)}}
+
+    fake.create_completion = create_completion
+    llm._formatter = lambda messages: types.SimpleNamespace(prompt="<chat>" + messages[-1]["content"],
+                                                            added_special=True)
+    reply = llm.complete(MESSAGES, MENU_SCHEMA, temperature=0.3, max_tokens=100, seed=5)
+    assert reply.ok, reply.error
+    assert reply.parsed == {"diagnosis": "entropy fell", "proposals": [{"option": 2}, {"option": 3}],
+                            "decision": "stop"}
+    assert not fake.calls  # no whole-schema decoding
+    prompt = list(("<chat>" + MESSAGES[-1]["content"]).encode())
+    assert reply.prompt_tokens == len(prompt) and reply.completion_tokens == 13 + 1 + 1 + 6
+    # each part sees the prompt and the answer so far, fixed text included; seeds differ per part
+    assert seen[0]["prompt"] == prompt + list(b'{"diagnosis":"')
+    assert seen[2]["prompt"] == prompt + list(b'{"diagnosis":"entropy fell","proposals":[{"option":2},{"option":')
+    assert [k["seed"] for k in seen] == [5, 6, 7, 8] and all(k["temperature"] == 0.3 for k in seen)
+    assert "char{0,30}" in seen[0]["grammar"] and seen[1]["grammar"] == 'root ::= "1" | "2" | "3"'
+    llm.fill = False  # the whole-schema grammar on request
+    llm.complete(MESSAGES, MENU_SCHEMA)
+    assert len(fake.calls) == 1
+
+
+def test_a_filled_answer_cut_by_max_tokens_is_an_error(fake_llama_cpp: types.SimpleNamespace,
+                                                       model_file: Path) -> None:
+    llm = L.LlamaLLM(model_path=str(model_file))
+    llm.load()
+    fake = fake_llama_cpp.instances[0]
+    fake.metadata = {"tokenizer.chat_template": "chatml"}
+    fake.tokenize = lambda data, add_bos=True, special=False: list(data)
+    fake.create_completion = lambda **kw: {"choices": [{"text": 'abcdefghij"'}], "usage": {"completion_tokens": 11}}
+    llm._formatter = lambda messages: types.SimpleNamespace(prompt="p", added_special=True)
+    reply = llm.complete(MESSAGES, MENU_SCHEMA, max_tokens=8)
+    assert not reply.ok and "max_tokens=8" in (reply.error or "")
+
+
 def test_missing_model_path_is_an_error_reply(fake_llama_cpp: types.SimpleNamespace, tmp_path: Path) -> None:
     reply = L.LlamaLLM(model_path=str(tmp_path / "nope.gguf")).complete(MESSAGES, PROPOSAL_SCHEMA)
     assert not reply.ok and "no such file" in (reply.error or "")
@@ -317,3 +375,24 @@ def test_real_0_5b_answers_schema_valid_json(tmp_path: Path) -> None:
     assert parse_reply(reply.text, PROPOSAL_SCHEMA) == (reply.parsed, None)
     assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
     assert reply.seconds > 0 and llm.load_seconds is not None and llm.load_seconds > 0
+
+
+@pytest.mark.slow
+def test_real_0_5b_fills_the_agents_menu_answer_with_fewer_sampled_tokens(tmp_path: Path) -> None:
+    reason = _real_model_missing()
+    if reason:
+        pytest.skip(reason)
+    from llmzero.agents.llm import menu_schema
+
+    schema = menu_schema(4, 2)
+    messages = [MESSAGES[0], {"role": "user", "content": MESSAGES[1]["content"] + "\nOptions:\n1: entropy_coef 0->0.01"
+                              "\n2: temperature 0.7->0.9\n3: learning_rate 1e-6->2e-6\n4: same parameters\nPick 2 options."}]
+    llm = L.LlamaLLM(tier="0.5b", n_threads=1, cache_dir=tmp_path)
+    filled = llm.complete(messages, schema, temperature=0.0, max_tokens=200, seed=0)
+    llm.fill = False
+    whole = llm.complete(messages, schema, temperature=0.0, max_tokens=200, seed=0)
+    print(f"\nfilled: {filled.completion_tokens} sampled tokens, {filled.seconds:.2f} s: {filled.text}"
+          f"\nwhole-schema grammar: {whole.completion_tokens} tokens, {whole.seconds:.2f} s: {whole.text}")
+    assert filled.ok and whole.ok, (filled.error, whole.error)
+    assert len(filled.parsed["proposals"]) == 2 and filled.prompt_tokens == whole.prompt_tokens
+    assert filled.completion_tokens < whole.completion_tokens

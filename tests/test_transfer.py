@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmzero.agents._base import NodeView, Proposal, ProposalContext
-from llmzero.agents.llm import render_prompt
+from llmzero.agents.llm import render_system
 from llmzero.space import DEFAULT_SPACE
 from llmzero.strategy import StageMode, Strategy
 from llmzero.transfer import Move, Prior, apply_move, map_strategy
@@ -51,7 +51,7 @@ def test_prior_is_in_the_prompt_and_first_child_follows_it():
 
     root = NodeView("root", 0, SPACE.defaults(), "complete", val_score=0.3)
     ctx = ProposalContext(space=SPACE, node=root, path=(root,), extra={"prior": PRIOR, "task": "arithmetic"})
-    text = render_prompt(ctx, [], 2)
+    text = render_system(ctx)
     assert "Prior from a search on number_sorting (val 0.500)" in text
     assert "stage 1: max_completion_length 18->27" in text
 

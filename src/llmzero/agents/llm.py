@@ -37,7 +37,9 @@ MAX_PROPOSALS = 8
 DECISIONS = ("expand", "stop", "backup")
 ANSWER_MODES = ("menu", "free")
 
-# Kept short on purpose: on one CPU thread the embedded model reads ~100-150 prompt tokens a second.
+# The method's part of the system message (``render_system`` adds the run's task and space). The system
+# message is the same for a whole run, so llama.cpp's prompt cache reads it once; the per-node user
+# message is kept short instead (on one CPU thread a prompt token costs ~10 ms).
 SYSTEM = """You tune GRPO post-training stage by stage: diagnose the metrics, then propose changes for
 the next stage as one JSON object. Remedies: entropy collapse -> raise entropy_coef (0.002-0.02) or
 temperature (to 1.3); entropy blow-up or reward collapse -> lower learning_rate (x0.3-0.5),
@@ -72,8 +74,8 @@ class Answer(BaseModel):
     decision: str = "expand"
 
 
-def _schema(pick: tuple[str, dict[str, Any]], k: int, lengths: tuple[int, int, int]) -> dict[str, Any]:
-    """An answer: a diagnosis, 1..k proposals (``pick`` plus a rationale and an expected effect) and
+def _schema(pick: tuple[str, dict[str, Any]], k: int, lengths: tuple[int, int, int], min_k: int = 1) -> dict[str, Any]:
+    """An answer: a diagnosis, min_k..k proposals (``pick`` plus a rationale and an expected effect) and
     a decision. ``lengths`` caps the three strings (diagnosis, rationale, expected effect)."""
     name, rule = pick
 
@@ -85,7 +87,8 @@ def _schema(pick: tuple[str, dict[str, Any]], k: int, lengths: tuple[int, int, i
 
     item = obj({name: rule, "rationale": text(lengths[1]), "expected_effect": text(lengths[2])})
     return obj({"diagnosis": text(lengths[0]),
-                "proposals": {"type": "array", "minItems": 1, "maxItems": max(1, min(k, MAX_PROPOSALS)),
+                "proposals": {"type": "array", "minItems": max(1, min(min_k, k, MAX_PROPOSALS)),
+                              "maxItems": max(1, min(k, MAX_PROPOSALS)),
                               "items": item},
                 "decision": {"type": "string", "enum": list(DECISIONS)}})
 
@@ -108,8 +111,10 @@ MENU_SIZE = 6  # options listed for a menu answer
 
 
 def menu_schema(n_options: int, k: int) -> dict[str, Any]:
-    """The schema of a menu answer: the agent picks ``k`` of ``n_options`` numbered options."""
-    return _schema(("option", {"type": "integer", "enum": list(range(1, n_options + 1))}), k, (40, 28, 20))
+    """The schema of a menu answer: the agent picks exactly ``k`` of ``n_options`` numbered options
+    (a fixed count: left free, small models stopped after one pick)."""
+    k = min(k, n_options)
+    return _schema(("option", {"type": "integer", "enum": list(range(1, n_options + 1))}), k, (32, 24, 16), min_k=k)
 
 
 def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE) -> list[Proposal]:
@@ -152,58 +157,93 @@ def _summary(n: NodeView, key: str) -> str:
         return "-"
     q = max(1, len(vals) // 4)
     first, last = sum(vals[:q]) / q, sum(vals[-q:]) / q
-    return f"{first:.2g}->{last:.2g}"  # digits are a token each: two significant ones say enough
+    return f"{_short(first)}->{_short(last)}"
+
+
+def _short(x: float) -> str:
+    """Two significant digits (each digit is a token): 0.26, 12, 2e-3."""
+    if x == 0 or abs(x) >= 0.01:
+        return f"{x:.2g}"
+    m, e = f"{x:.0e}".split("e")
+    return f"{m}e{int(e)}"
 
 
 # Metric trends shown per stage: (TRL name, short label).
 METRICS = (("reward", "reward"), ("entropy", "entropy"), ("frac_reward_zero_std", "zero_std"),
-           ("completions/clipped_ratio", "clipped"), ("completions/mean_length", "length"), ("kl", "kl"),
-           ("grad_norm", "grad"))
+           ("completions/clipped_ratio", "clipped"), ("completions/mean_length", "length"), ("kl", "kl"))
+# (grad_norm is left out: its spikes reach the agent as a finding)
 
 
-def _changes(before: dict[str, Value], after: dict[str, Value]) -> str:
-    return ", ".join(f"{n} {_g(before.get(n))}->{_g(v)}" for n, v in after.items() if before.get(n) != v)
+def _num(v: Any) -> str:
+    """A value in few tokens (every digit is a token): 0.0001 -> 1e-4, 0.26 -> 0.26, 18 -> 18."""
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) < 0.01:
+            m, e = f"{v:.1e}".split("e")
+            return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
+        return f"{v:.3g}"
+    return _g(v)
 
 
-def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, task: str = "",
-                  options: list[Proposal] | None = None) -> str:
-    """The situation in few tokens: parameters, the path's trends, findings, siblings, budget; and
-    for a menu answer the numbered options (then bounds are left out: every option is legal)."""
-    node = ctx.node
-    lines = [f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy val accuracy (0-1)."]
-    if options:
-        lines.append("Parameters: " + "; ".join(f"{p.name}={_g(node.params.get(p.name, p.default))}"
-                                                 for p in ctx.space))
-    else:
-        lines.append("Parameters (current [min, max], C=capacity R=regularization):")
-        lines.append("; ".join(f"{p.name}={_g(node.params.get(p.name, p.default))} [{_g(p.low)}, {_g(p.high)}] "
-                               f"{'C' if p.role.value == 'capacity' else 'R'}" for p in ctx.space))
-    lines.append("Path (stage: changes | val | metric first->last):")
-    prev: dict[str, Value] | None = None
-    for v in ctx.path:
-        changed = "base model" if prev is None else (_changes(prev, v.params) or "no change")
-        trends = ", ".join(f"{label} {t}" for key, label in METRICS if (t := _summary(v, key)) != "-")
-        lines.append(f"{v.depth}: {changed} | val {_g(v.val_score)}" + (f" | {trends}" if trends else ""))
-        prev = v.params
-    lines.append("Findings: " + ("; ".join(f"{f.name} ({f.severity:.2f}): {f.message.removeprefix(f.name + ': ')}"
-                                           for f in findings)
-                                 or "none, the stage looks healthy"))
+def _moves(before: dict[str, Value], after: dict[str, Value]) -> str:
+    return ", ".join(f"{n} {_num(before.get(n))}->{_num(v)}" for n, v in after.items() if before.get(n) != v)
+
+
+def render_system(ctx: ProposalContext, task: str = "", menu: bool = True) -> str:
+    """What stays the same for a whole run, sent as the system message: the method, the task, the
+    parameter space (roles and bounds), a transfer prior, and how the user message reads. Backends
+    that keep a prompt cache (llama.cpp) read it once per run."""
+    start = ctx.path[0].params if ctx.path else {}
+    lines = [SYSTEM,
+             f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy val accuracy (0-1).",
+             "Parameters, start value [min, max], C=capacity R=regularization: "
+             + "; ".join(f"{p.name} {_num(start.get(p.name, p.default))} [{_num(p.low)}, {_num(p.high)}] "
+                         f"{'C' if p.role.value == 'capacity' else 'R'}" for p in ctx.space)]
     if (prior := ctx.extra.get("prior")) is not None:
         lines.append(prior.text())
+    lines.append("Each message gives the current values (those moved from the start), the path (stage: changes | val), the last stage's "
+                 "metric trends (first->last), findings (severity 0-1), children already tried, the budget"
+                 + (", and numbered options." if menu else "."))
+    lines.append("Answer: a diagnosis (the main finding in a few words), " + ("the asked number of different options by number, "
+                                                  if menu else "the asked number of different proposals, ")
+                 + "each with a rationale and expected effect, and a decision: expand, stop (hopeless branch) "
+                 "or backup (grow the parent).")
+    return "\n".join(lines)
+
+
+def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, options: list[Proposal] | None = None) -> str:
+    """The node's situation in few tokens (on one CPU thread every prompt token costs ~10 ms):
+    current values, the path as changes and scores, the last stage's metric trends, findings,
+    siblings, budget, and for a menu answer the numbered options."""
+    node = ctx.node
+    start = ctx.path[0].params if ctx.path else {}
+    now = [f"{p.name}={_num(v)}" for p in ctx.space
+           if (v := node.params.get(p.name, p.default)) != start.get(p.name, p.default)]
+    lines = ["Now: " + ("; ".join(now) + ", others at start" if now else "all at start values")]
+    lines.append("Path:")
+    prev: dict[str, Value] | None = None
+    for v in ctx.path:
+        changed = "base model" if prev is None else (_moves(prev, v.params) or "no change")
+        lines.append(f"{v.depth}: {changed} | val {_g(v.val_score)}")
+        prev = v.params
+    if trends := ", ".join(f"{label} {t}" for key, label in METRICS if (t := _summary(node, key)) not in ("-", "0->0")):
+        lines.append(f"Stage {node.depth} trends: {trends}")
+    # names and severities only: the numbers behind them are the trends above
+    lines.append("Findings: " + (", ".join(f"{f.name} ({f.severity:.1f})" for f in findings) or "none"))
     if ctx.siblings:
-        lines.append("Already tried here (do not repeat): " + "; ".join(
-            f"{_changes(node.params, s.params) or 'no change'}: val {_g(s.val_score)}" for s in ctx.siblings))
-    lines.append(f"Best val so far {_g(ctx.best_val)}; budget left {100 * ctx.budget_left:.0f}%; "
-                 f"next stage {node.depth + 1} of {ctx.max_depth}.")
+        lines.append("Tried here: " + "; ".join(
+            f"{_moves(node.params, s.params) or 'no change'}: val {_g(s.val_score)}" for s in ctx.siblings))
+    lines.append(f"Best val {_g(ctx.best_val)}, budget left {100 * ctx.budget_left:.0f}%, next stage "
+                 f"{node.depth + 1}/{ctx.max_depth}.")
     if options:
         lines.append("Options:")
-        lines += [f"{i}: {_changes(node.params, o.params) or 'keep going, same parameters'}"
+        lines += [f"{i}: {_moves(node.params, o.params) or 'same parameters, keep going'}"
                   + (f" (for {', '.join(dict.fromkeys(o.findings))})" if o.findings else "")
                   for i, o in enumerate(options, 1)]
-        lines.append(f"Pick {k} different options; decision: expand, stop (hopeless branch) or backup.")
+        lines.append(f"Pick {k} options.")
     else:
-        lines.append(f"Give {k} different proposals; decision: expand, stop (hopeless branch) or backup "
-                     "(grow the parent).")
+        lines.append(f"Give {k} proposals.")
     return "\n".join(lines)
 
 
@@ -248,13 +288,15 @@ class LLMProposer:
         self.last_record: dict[str, Any] = {}
         self.closed: set[str] = set()  # nodes the agent decided to stop or back up from
         self.backup_to: list[str] = []  # parents the agent asked to grow instead, oldest first
+        self.last_picks: list[Proposal] = []
 
     def propose(self, ctx: ProposalContext, k: int, rng: random.Random) -> list[Proposal]:
         findings = diagnose(ctx.path)
         options = menu_options(ctx, random.Random(rng.random())) if self.answer == "menu" else []
-        prompt = render_prompt(ctx, findings, k, self.task, options)
+        prompt = render_prompt(ctx, findings, k, options)
         schema = menu_schema(len(options), k) if options else answer_schema(ctx.space, k)
-        reply = self.llm.complete([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+        system = render_system(ctx, self.task, menu=bool(options))
+        reply = self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": prompt}],
                                   schema, temperature=self.temperature, max_tokens=self.max_tokens,
                                   seed=rng.randrange(2**31))
         record: dict[str, Any] = {
@@ -265,6 +307,7 @@ class LLMProposer:
                     "attempts": reply.attempts, "error": reply.error},
         }
         proposals, repaired, decision, fallback_reason = self._from_reply(ctx, reply, k, rng, options)
+        self.last_picks = proposals  # what the answer proposed, kept even when the branch is closed
         overruled = None
         if decision in ("stop", "backup") and ctx.node.depth > 0:
             parent = ctx.path[-2]
@@ -308,7 +351,7 @@ class LLMProposer:
                 o = options[a.option - 1]
                 seen.add(params_key(o.params))
                 out.append(Proposal(o.params, f"llm: {answer.diagnosis[:150]} | {why} | option {a.option}: "
-                                    f"{_changes(current, o.params) or 'keep going'}"[:600], "llm", o.mode, o.repairs,
+                                    f"{_moves(current, o.params) or 'keep going'}"[:600], "llm", o.mode, o.repairs,
                                     o.findings))
                 continue
             params, repairs = repair_changes(ctx.space, current, a.changes)

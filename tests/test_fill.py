@@ -1,0 +1,98 @@
+"""Schema-guided filling: fixed JSON text is written, only free parts are sampled (scripted samplers)."""
+
+import json
+import re
+
+import pytest
+
+from llmzero.agents.llm import answer_schema, menu_schema
+from llmzero.llm.fill import Unsupported, check_supported, fill_schema, string_grammar
+from llmzero.llm.parse import parse_reply
+from llmzero.space import DEFAULT_SPACE
+
+
+class Sampler:
+    """Answers each free part the way a grammar-obeying model could: the first alternative of an
+    enum (or the one the test asks for), a fixed word for strings, a number for numbers."""
+
+    def __init__(self, stop_after=None):
+        self.text, self.grammars, self.stop_after = "", [], stop_after
+
+    def lit(self, s):
+        self.text += s
+
+    def gen(self, grammar, max_tokens):
+        self.grammars.append(grammar)
+        alts = re.findall(r'"((?:[^"\\]|\\.)*)"', grammar.split("\n")[0].removeprefix("root ::= "))
+        if grammar.startswith('root ::= "," | "]"'):
+            n = self.text.count('{"option"') + self.text.count('{"changes"')
+            out = "]" if self.stop_after is not None and n >= self.stop_after else ","
+        elif "char{0," in grammar:
+            out = "ok" + '"'
+        elif "[0-9]" in grammar:
+            out = "0.01"
+        else:
+            out = json.loads('"' + alts[-1] + '"')  # the last alternative: a non-default choice
+        self.text += out
+        return out
+
+
+def test_menu_answer_has_exactly_k_picks_and_only_free_parts_are_sampled():
+    schema = menu_schema(6, 2)
+    s = Sampler()
+    fill_schema(schema, s.gen, s.lit)
+    parsed, error = parse_reply(s.text, schema)
+    assert error is None, error
+    assert [p["option"] for p in parsed["proposals"]] == [6, 6] and parsed["decision"] == "backup"
+    assert parsed["diagnosis"] == "ok" and parsed["proposals"][0]["rationale"] == "ok"
+    # one diagnosis, two (option, rationale, effect), one decision; no key, brace or list choice sampled
+    assert len(s.grammars) == 1 + 2 * 3 + 1
+    assert string_grammar(32) in s.grammars and string_grammar(24) in s.grammars
+    assert s.text.startswith('{"diagnosis":"ok","proposals":[{"option":6,"rationale":"ok"')
+
+
+def test_free_answer_lists_end_where_the_model_says():
+    schema = answer_schema(DEFAULT_SPACE, 3)  # 1..3 proposals, each 1..3 {name, value} changes
+    s = Sampler(stop_after=1)
+    fill_schema(schema, s.gen, s.lit)
+    parsed, error = parse_reply(s.text, schema)
+    assert error is None, error
+    assert len(parsed["proposals"]) == 1
+    assert parsed["proposals"][0]["changes"][0] == {"name": DEFAULT_SPACE.names[-1], "value": 0.01}
+
+
+def test_lists_stop_at_max_items_without_asking():
+    schema = {"type": "object", "properties": {"xs": {"type": "array", "minItems": 1, "maxItems": 2,
+                                                      "items": {"type": "integer", "enum": [1, 2]}}},
+              "required": ["xs"]}
+    s = Sampler()
+    fill_schema(schema, s.gen, s.lit)
+    assert json.loads(s.text) == {"xs": [2, 2]}
+    assert sum(g.startswith('root ::= "," | "]"') for g in s.grammars) == 1  # asked after the first only
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"a": {"type": "string"}}},  # a property that is not required
+    {"type": "array", "minItems": 0, "items": {"type": "string"}},  # possibly empty list
+    {"type": "boolean"},
+    {"type": "number", "minimum": 0},  # a bound the walk would not enforce
+    {"type": "string", "pattern": "^a"},
+    {"type": "object", "properties": {"c": {"type": "object", "properties": {}, "additionalProperties": True}},
+     "required": ["c"]},
+])
+def test_unsupported_schemas_are_refused_before_sampling(schema):
+    with pytest.raises(Unsupported):
+        check_supported(schema)
+
+
+def test_the_agents_schemas_are_supported():
+    check_supported(menu_schema(6, 2))
+    check_supported(answer_schema(DEFAULT_SPACE, 2))
+
+
+def test_grammars_compile_in_llama_cpp():
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    s = Sampler(stop_after=1)
+    fill_schema(answer_schema(DEFAULT_SPACE, 2), s.gen, s.lit)
+    for g in set(s.grammars):
+        llama_grammar.LlamaGrammar.from_string(g, verbose=False)
