@@ -225,3 +225,22 @@ def test_free_mode_asks_for_changes_with_bounds():
     assert out[0].proposed_by == "llm" and out[0].params == {**BASE, "entropy_coef": 0.01}
     with pytest.raises(ValueError, match="answer='poem'"):
         LLMProposer(llm, answer="poem")
+
+
+def test_curves_are_attached_as_a_png_when_asked():
+    import base64
+
+    llm = Scripted({"diagnosis": "d", "decision": "expand", "proposals": [
+        {"option": 1, "rationale": "r", "expected_effect": "e"}, {"option": 2, "rationale": "r", "expected_effect": "e"}]})
+    LLMProposer(llm, curves=True).propose(context(), 2, random.Random(0))
+    text, image = llm.calls[0][0][1]["content"]
+    assert text["type"] == "text" and text["text"].startswith("Now: ")
+    url = image["image_url"]["url"]
+    assert image["type"] == "image_url" and url.startswith("data:image/png;base64,")
+    png = base64.b64decode(url.split(",", 1)[1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000  # a drawn figure, not an empty image
+    LLMProposer(llm).propose(context(), 2, random.Random(0))
+    assert isinstance(llm.calls[1][0][1]["content"], str)  # text only unless asked
+    root = NodeView("root", 0, dict(BASE), "complete", val_score=0.37)  # nothing trained yet: no image
+    LLMProposer(llm, curves=True).propose(ProposalContext(space=SPACE, node=root, path=(root,)), 2, random.Random(0))
+    assert isinstance(llm.calls[2][0][1]["content"], str)

@@ -8,6 +8,7 @@ be scripted, ``scriptable`` is False and only the unscripted test runs).
 from __future__ import annotations
 
 import json
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,21 @@ def test_openai_sends_json_schema_form_by_default(fake_openai_server: FakeOpenAI
     assert req.body["messages"] == MESSAGES
     assert req.body["model"] == "fake-model"
     assert (req.body["temperature"], req.body["max_tokens"], req.body["seed"]) == (0.3, 123, 7)
+
+
+def test_openai_sends_the_agents_curves_as_an_image_part(fake_openai_server: FakeOpenAIServer) -> None:
+    from test_agent_llm import context
+
+    from llmzero.agents.llm import LLMProposer
+
+    fake_openai_server.answer_json({"diagnosis": "d", "decision": "expand", "proposals": [
+        {"changes": [{"name": "entropy_coef", "value": 0.01}], "rationale": "r", "expected_effect": "e"}]})
+    out = LLMProposer(_openai(fake_openai_server), answer="free", curves=True).propose(context(), 1, random.Random(0))
+    assert out[0].params["entropy_coef"] == 0.01
+    (req,) = fake_openai_server.requests
+    parts = req.body["messages"][1]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url"]
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,iVBOR")  # base64 of the PNG magic
 
 
 def test_openai_omits_seed_when_none(fake_openai_server: FakeOpenAIServer) -> None:

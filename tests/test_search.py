@@ -170,6 +170,7 @@ def test_exported_strategy_replays_to_the_same_validation_score(xs_base, tmp_pat
     ({"search": {"grid": {"lr": [1]}}}, "unknown parameter 'lr'"),
     ({"task": {"name": "nope"}}, "unknown task 'nope'"),
     ({"surprise": 1}, "surprise"),
+    ({"llm": {"curves": True}}, "llm.curves=true is not allowed with llm.backend='llama'"),
 ])
 def test_bad_config_names_field_value_and_allowed(override, words):
     raw = {"task": {"name": "countdown"}, "budget": {"compute": 1000}}

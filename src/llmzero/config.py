@@ -73,6 +73,8 @@ class LLMConfig(_Model):
         "auto", description="menu: the agent picks and justifies options from the skill library (short answers, "
         "made for small models); free: it writes the changes itself; auto: free for the openai backend, "
         "menu otherwise.")
+    curves: bool = Field(False, description="Attach the node's training curves as a PNG to each prompt (openai "
+                         "backend with a vision-capable model).")
 
 
 class SearchConfig(_Model):
@@ -163,6 +165,10 @@ def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
 
 def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
     from llmzero.space import SpaceError
+
+    if cfg.llm.curves and cfg.llm.backend == "llama":
+        raise ConfigError(f"{where}llm.curves=true is not allowed with llm.backend='llama': the embedded model "
+                          "reads text only (use the openai backend with a vision-capable model)")
     from llmzero.tasks import TaskError, get_task, task_space
 
     try:

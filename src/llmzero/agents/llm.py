@@ -19,6 +19,7 @@ Everything the round saw and produced (prompt, raw answer, repairs, tokens, seco
 
 from __future__ import annotations
 
+import base64
 import math
 import random
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from llmzero.agents._base import NodeView, Proposal, ProposalContext
+from llmzero.agents.curves import curves_png
 from llmzero.agents.diagnosis import Finding, diagnose
 from llmzero.agents.skill import SkillProposer, fallback_proposals
 from llmzero.llm._base import LLM, LLMReply
@@ -279,11 +281,12 @@ class LLMProposer:
     name = "llm"
 
     def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 400, task: str = "",
-                 answer: str = "menu"):
+                 answer: str = "menu", curves: bool = False):
         if answer not in ANSWER_MODES:
             raise ValueError(f"answer={answer!r} is not allowed: expected one of {', '.join(ANSWER_MODES)}")
         self.llm, self.temperature, self.max_tokens, self.task = llm, temperature, max_tokens, task
         self.answer = answer
+        self.curves = curves  # attach the path's training curves as a PNG (vision-capable endpoints)
         self.skill = SkillProposer()
         self.last_record: dict[str, Any] = {}
         self.closed: set[str] = set()  # nodes the agent decided to stop or back up from
@@ -296,11 +299,16 @@ class LLMProposer:
         prompt = render_prompt(ctx, findings, k, options)
         schema = menu_schema(len(options), k) if options else answer_schema(ctx.space, k)
         system = render_system(ctx, self.task, menu=bool(options))
-        reply = self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+        content: str | list[dict[str, Any]] = prompt
+        png = curves_png(ctx.path) if self.curves else None
+        if png is not None:  # OpenAI's image part, a data URL: no file leaves the machine but the request
+            url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+            content = [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": url}}]
+        reply = self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": content}],
                                   schema, temperature=self.temperature, max_tokens=self.max_tokens,
                                   seed=rng.randrange(2**31))
         record: dict[str, Any] = {
-            "prompt": prompt, "answer": reply.text, "findings": [f.name for f in findings],
+            "prompt": prompt, "curves_png_bytes": len(png) if png else 0, "answer": reply.text, "findings": [f.name for f in findings],
             "mode": "menu" if options else "free",
             "llm": {"backend": reply.backend, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),

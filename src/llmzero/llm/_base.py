@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+# {"role": "system" | "user" | "assistant", "content": "..."}; a user content may also be a list of
+# OpenAI content parts (text and image_url) for endpoints that read images.
+Message = dict[str, Any]
 
 
 @dataclass
