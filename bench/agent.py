@@ -127,6 +127,13 @@ def main() -> None:
               f"{r['prompt_tokens']:.0f} / {r['completion_tokens']:.0f} | {100 * r['repaired_share']:.0f}% "
               f"| {100 * r['closed_share']:.0f}% "
               f"| {100 * r['addressed_share']:.0f}% |")
+    from llmzero.agents.llm import render_system
+
+    llama = base._llama
+    ctx = contexts()[0][1]
+    n_sys = len(llama.tokenize(render_system(ctx).encode(), add_bos=False, special=False))
+    print(f"of the prompt tokens, {n_sys} are the run's system message, read once and then kept in llama.cpp's "
+          "prompt cache")
     llm_row = next(iter(rows.values()))
     if a.compare:
         old = list(rows.values())[1]

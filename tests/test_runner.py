@@ -172,8 +172,10 @@ def test_token_limit_ends_a_stage_early_with_a_checkpoint(setup):
     assert _strip(cut.history) == _strip(full.history[: cut.cost.steps])  # the same run, cut short
 
 
-def test_a_worker_exits_when_its_search_process_dies(tmp_path):
-    """No orphan may finish a stage and publish into a directory the resumed search trains again."""
+@pytest.mark.parametrize("busy", ["time.sleep(60)", "x = 9 ** 9 ** 9  # one C call holding the GIL for minutes"])
+def test_a_worker_exits_when_its_search_process_dies(tmp_path, busy):
+    """No orphan may finish a stage and publish into a directory the resumed search trains again,
+    not even one stuck in a long computation (a reward function's big-number arithmetic)."""
     import subprocess
     import sys
     import time
@@ -187,7 +189,7 @@ def test_a_worker_exits_when_its_search_process_dies(tmp_path):
         "    from llmzero.execution.local import _exit_with_parent\n"
         "    _exit_with_parent(0.1)\n"
         "    ready.set()\n"
-        "    time.sleep(60)\n"
+        f"    {busy}\n"
         "if __name__ == '__main__':\n"
         "    ctx = mp.get_context('spawn')\n"
         "    ready = ctx.Event()\n"

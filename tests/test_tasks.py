@@ -91,3 +91,17 @@ def test_unknown_task(name, words):
 def test_task_space_defaults(small_sizes):
     t = get_task("countdown", sizes=small_sizes)
     assert task_space(t)["max_completion_length"].default == 12 and task_space(t)["difficulty"].default == 2
+
+
+def test_countdown_scores_answers_that_would_never_finish_as_unusable(small_sizes):
+    """sympy takes hours on these; a training stage once hung on one for good."""
+    import time
+
+    t = get_task("countdown", sizes=small_sizes)
+    ex = t.split("val")[0]
+    start = time.perf_counter()
+    for junk in ("1e999999", "9**9**9", "99999!", "9 e99999999"):
+        assert t.score(ex, junk) == 0.01
+    assert time.perf_counter() - start < 5
+    assert t.score(ex, "1+2+3+4+5") == 0.05  # ordinary answers still reach the scorer: wrong numbers
+    assert t.score(ex, ex.gold) == 1.0

@@ -46,11 +46,26 @@ def _exit_with_parent(poll_seconds: float = 1.0) -> None:
 
     A search killed (or stopped with SIGTERM) must not leave orphaned workers that finish their stage
     and publish a checkpoint into a directory that the resumed search is about to train again.
+
+    On Linux the kernel also sends the worker SIGKILL when its parent dies (PR_SET_PDEATHSIG): a
+    thread cannot run while the main thread holds the GIL in one long C call (a reward function
+    doing big-number arithmetic, say), a signal from the kernel can.
     """
     import os
+    import sys
     import threading
 
     parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # no prctl here: the thread below still watches
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
 
     def watch() -> None:
         while True:

@@ -7,12 +7,17 @@ measured recipes (see the README's task table). Known reasoning-gym pitfalls are
   entries are dropped, so the labels the model learns from are correct arithmetic;
 * word_sorting's scorer ignores extra trailing words: a strict word-count check closes that hole;
 * a few word_sorting entries hold non-ASCII characters the tokenizer cannot write: dropped;
-* number_sorting's scorer wants a Python list of strings: completions are converted.
+* number_sorting's scorer wants a Python list of strings: completions are converted;
+* countdown's scorer evaluates the answer with sympy, and some short strings never finish
+  (``1e999999``, ``9**9**9``) and hung a training stage: answers with a power, a factorial or an
+  exponent, none of them countdown's ``+ - * /``, are scored as unusable (0.01, the scorer's own
+  credit for an empty answer) without being evaluated.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any
 
 from llmzero.models.tokenizer import is_encodable
@@ -39,9 +44,20 @@ NUMBER_SORTING = Format(
 
 # -- countdown: "7:10 5 2=" -> "10+2-5" ----------------------------------------------------------
 
+# Syntax sympy's parser accepts that countdown does not use, and whose evaluation can run for hours:
+# powers, factorials, and exponents (1e999999) of floats.
+_EXPLOSIVE = re.compile(r"\*\*|!|\d\s*[eE]")
+
+
+def _countdown_answer(completion: str) -> str:
+    c = completion.strip()
+    return "" if _EXPLOSIVE.search(c) else c
+
+
 COUNTDOWN = Format(
     prompt=lambda e: f'{e["metadata"]["target"]}:' + " ".join(map(str, e["metadata"]["numbers"])) + "=",
     gold=lambda e: e["answer"].replace(" ", ""),
+    to_answer=_countdown_answer,
 )
 
 # -- word_sorting: "<plans would Email=" -> "Email plans would" ----------------------------------
