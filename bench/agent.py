@@ -70,9 +70,11 @@ def contexts() -> list[tuple[str, ProposalContext]]:
 
 def run(proposer, rounds: int) -> dict:
     secs, tokens, repaired, hits, total, closed = [], [], 0, 0, 0, 0
-    for name, ctx in contexts():
-        findings = [f.name for f in diagnose(ctx.path)]
-        for r in range(rounds):
+    # Rounds outside, contexts inside: as in a search, consecutive calls are about different nodes
+    # and share only the run's system message in llama.cpp's prompt cache.
+    for r in range(rounds):
+        for name, ctx in contexts():
+            findings = [f.name for f in diagnose(ctx.path)]
             t = time.perf_counter()
             props = proposer.propose(ctx, 2, random.Random(r))
             secs.append(time.perf_counter() - t)

@@ -57,7 +57,7 @@ def test_prompt_has_every_section():
         assert part in system, part
     text = render_prompt(ctx, diagnose(ctx.path), 2)
     for part in ("Now: all at start values", "0: base model | val 0.37", "1: no change | val 0.41",
-                 "Stage 1 trends: reward 0.3->0.32, entropy 0.37->0.032, zero_std", "entropy_collapse (", "Tried here: temperature "
+                 "Trends: reward .3->.32, entropy .37->.032, zero_std", "entropy_collapse (", "Tried here: temperature "
                  "1->1.2: val 0.4", "Best val 0.41", "budget left 60%", "next stage 2/3", "Give 2 proposals"):
         assert part in text, part
     moved = ProposalContext(space=SPACE, node=NodeView("n3", 2, {**BASE, "learning_rate": 3e-4}, "complete"),

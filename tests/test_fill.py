@@ -21,18 +21,19 @@ class Sampler:
     def lit(self, s):
         self.text += s
 
-    def gen(self, grammar, max_tokens):
+    def gen(self, grammar, max_tokens, stop):
         self.grammars.append(grammar)
+        self.stops = getattr(self, "stops", []) + [stop]
         alts = re.findall(r'"((?:[^"\\]|\\.)*)"', grammar.split("\n")[0].removeprefix("root ::= "))
         if grammar.startswith('root ::= "," | "]"'):
             n = self.text.count('{"option"') + self.text.count('{"changes"')
             out = "]" if self.stop_after is not None and n >= self.stop_after else ","
         elif "char{0," in grammar:
-            out = "ok" + '"'
+            out = "ok"  # a string's closing quote is the stop: left out, written as fixed text
         elif "[0-9]" in grammar:
             out = "0.01"
         else:
-            out = json.loads('"' + alts[-1] + '"')  # the last alternative: a non-default choice
+            out = json.loads('"' + alts[-1] + '"').removesuffix(stop or "")  # the last alternative
         self.text += out
         return out
 
@@ -47,8 +48,10 @@ def test_menu_answer_has_exactly_k_picks_and_only_free_parts_are_sampled():
     assert parsed["diagnosis"] == "ok" and parsed["proposals"][0]["rationale"] == "ok"
     # one diagnosis, two (option, rationale, effect), one decision; no key, brace or list choice sampled
     assert len(s.grammars) == 1 + 2 * 3 + 1
-    assert string_grammar(32) in s.grammars and string_grammar(24) in s.grammars
+    assert string_grammar(24) in s.grammars and string_grammar(12) in s.grammars  # diagnosis, effect
     assert s.text.startswith('{"diagnosis":"ok","proposals":[{"option":6,"rationale":"ok"')
+    assert s.stops == ['"', None, '"', '"', None, '"', '"', '"']  # strings and the decision end at a quote
+    assert s.grammars[-1] == 'root ::= "expand\\"" | "stop\\"" | "backup\\""'  # the opening quote is fixed
 
 
 def test_free_answer_lists_end_where_the_model_says():

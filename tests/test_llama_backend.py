@@ -303,7 +303,7 @@ def test_walkable_schemas_are_filled_part_by_part(fake_llama_cpp: types.SimpleNa
     fake = fake_llama_cpp.instances[0]
     fake.metadata = {"tokenizer.chat_template": "chatml"}
     fake.tokenize = lambda data, add_bos=True, special=False: list(data)  # one token per byte
-    answers = iter(['entropy fell"', "2", "3", '"stop"'])
+    answers = iter(["entropy fell", "2", "3", "stop"])  # as llama.cpp returns them: without the stop quote
     seen: list[dict[str, Any]] = []
 
     def create_completion(**kw: Any) -> dict[str, Any]:
@@ -320,11 +320,12 @@ def test_walkable_schemas_are_filled_part_by_part(fake_llama_cpp: types.SimpleNa
                             "decision": "stop"}
     assert not fake.calls  # no whole-schema decoding
     prompt = list(("<chat>" + MESSAGES[-1]["content"]).encode())
-    assert reply.prompt_tokens == len(prompt) and reply.completion_tokens == 13 + 1 + 1 + 6
+    assert reply.prompt_tokens == len(prompt) and reply.completion_tokens == 12 + 1 + 1 + 4
     # each part sees the prompt and the answer so far, fixed text included; seeds differ per part
     assert seen[0]["prompt"] == prompt + list(b'{"diagnosis":"')
     assert seen[2]["prompt"] == prompt + list(b'{"diagnosis":"entropy fell","proposals":[{"option":2},{"option":')
     assert [k["seed"] for k in seen] == [5, 6, 7, 8] and all(k["temperature"] == 0.3 for k in seen)
+    assert [k["stop"] for k in seen] == [['"'], None, None, ['"']] and [k["max_tokens"] for k in seen][1:3] == [1, 1]
     assert "char{0,30}" in seen[0]["grammar"] and seen[1]["grammar"] == 'root ::= "1" | "2" | "3"'
     llm.fill = False  # the whole-schema grammar on request
     llm.complete(MESSAGES, MENU_SCHEMA)
@@ -338,7 +339,7 @@ def test_a_filled_answer_cut_by_max_tokens_is_an_error(fake_llama_cpp: types.Sim
     fake = fake_llama_cpp.instances[0]
     fake.metadata = {"tokenizer.chat_template": "chatml"}
     fake.tokenize = lambda data, add_bos=True, special=False: list(data)
-    fake.create_completion = lambda **kw: {"choices": [{"text": 'abcdefghij"'}], "usage": {"completion_tokens": 11}}
+    fake.create_completion = lambda **kw: {"choices": [{"text": "abcdefghij"}], "usage": {"completion_tokens": 11}}
     llm._formatter = lambda messages: types.SimpleNamespace(prompt="p", added_special=True)
     reply = llm.complete(MESSAGES, MENU_SCHEMA, max_tokens=8)
     assert not reply.ok and "max_tokens=8" in (reply.error or "")

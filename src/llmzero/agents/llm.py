@@ -109,14 +109,14 @@ def answer_schema(space: Space, k: int) -> dict[str, Any]:
                    (80, 60, 40))
 
 
-MENU_SIZE = 6  # options listed for a menu answer
+MENU_SIZE = 5  # options listed for a menu answer (each costs ~15 prompt tokens)
 
 
 def menu_schema(n_options: int, k: int) -> dict[str, Any]:
     """The schema of a menu answer: the agent picks exactly ``k`` of ``n_options`` numbered options
     (a fixed count: left free, small models stopped after one pick)."""
     k = min(k, n_options)
-    return _schema(("option", {"type": "integer", "enum": list(range(1, n_options + 1))}), k, (32, 24, 16), min_k=k)
+    return _schema(("option", {"type": "integer", "enum": list(range(1, n_options + 1))}), k, (24, 20, 12), min_k=k)
 
 
 def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE) -> list[Proposal]:
@@ -163,9 +163,9 @@ def _summary(n: NodeView, key: str) -> str:
 
 
 def _short(x: float) -> str:
-    """Two significant digits (each digit is a token): 0.26, 12, 2e-3."""
+    """Two significant digits and no leading zero (each digit is a token): .26, 12, 2e-3."""
     if x == 0 or abs(x) >= 0.01:
-        return f"{x:.2g}"
+        return f"{x:.2g}".replace("0.", ".", 1) if abs(x) < 1 else f"{x:.2g}"
     m, e = f"{x:.0e}".split("e")
     return f"{m}e{int(e)}"
 
@@ -230,7 +230,7 @@ def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, options
         lines.append(f"{v.depth}: {changed} | val {_g(v.val_score)}")
         prev = v.params
     if trends := ", ".join(f"{label} {t}" for key, label in METRICS if (t := _summary(node, key)) not in ("-", "0->0")):
-        lines.append(f"Stage {node.depth} trends: {trends}")
+        lines.append(f"Trends: {trends}")
     # names and severities only: the numbers behind them are the trends above
     lines.append("Findings: " + (", ".join(f"{f.name} ({f.severity:.1f})" for f in findings) or "none"))
     if ctx.siblings:
@@ -241,7 +241,7 @@ def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, options
     if options:
         lines.append("Options:")
         lines += [f"{i}: {_moves(node.params, o.params) or 'same parameters, keep going'}"
-                  + (f" (for {', '.join(dict.fromkeys(o.findings))})" if o.findings else "")
+                  + (f" (for {o.findings[0]})" if o.findings else "")
                   for i, o in enumerate(options, 1)]
         lines.append(f"Pick {k} options.")
     else:

@@ -39,8 +39,11 @@ def string_grammar(max_length: int) -> str:
     return f'root ::= char{{0,{max_length}}} "\\""\nchar ::= {_CHAR}'
 
 
-# ``gen(grammar, max_tokens)`` samples text under a GBNF grammar (with the text so far as context).
-Gen = Callable[[str, int], str]
+# ``gen(grammar, max_tokens, stop)`` samples text under a GBNF grammar, with the text so far as context,
+# and returns it (already part of the text so far). With ``stop`` (a closing quote) sampling ends as
+# soon as the model writes it, and the returned text leaves it out: the walker writes the quote as
+# fixed text, so the model never spends a decoding step on it or on the end-of-text token after it.
+Gen = Callable[[str, int, "str | None"], str]
 
 
 # Keywords a walked schema may use; any other (minimum, pattern, anyOf, ...) would go unenforced.
@@ -61,8 +64,12 @@ def fill_schema(schema: dict[str, Any], gen: Gen, lit: Callable[[str], None]) ->
         texts = [json.dumps(v) for v in vals]
         if len(texts) == 1:
             lit(texts[0])
+        elif all(isinstance(v, str) for v in vals):  # "expand" | "stop": the quotes are fixed text
+            lit('"')
+            gen(_alternatives([t[1:] for t in texts]), 16, '"')
+            lit('"')
         else:
-            gen(_alternatives(texts), 16)
+            gen(_alternatives(texts), 1 if all(len(t) == 1 for t in texts) else 16, None)
     elif t == "object":
         props = schema.get("properties", {})
         if set(schema.get("required", [])) != set(props) or not props:
@@ -85,20 +92,22 @@ def fill_schema(schema: dict[str, Any], gen: Gen, lit: Callable[[str], None]) ->
                 return
             if n < lo:
                 lit(",")
-            elif gen(_alternatives([",", "]"]), 2) == "]":
+            elif gen(_alternatives([",", "]"]), 1, None) == "]":
                 return
     elif t == "string":
+        n = int(schema.get("maxLength", _MAX_STRING))
         lit('"')
-        gen(string_grammar(int(schema.get("maxLength", _MAX_STRING))), int(schema.get("maxLength", _MAX_STRING)) + 2)
+        gen(string_grammar(n), n + 1, '"')
+        lit('"')
     elif t in ("number", "integer"):
-        gen(_NUMBER if t == "number" else 'root ::= "-"? ([0-9] | [1-9] [0-9]{0,15})', 24)
+        gen(_NUMBER if t == "number" else 'root ::= "-"? ([0-9] | [1-9] [0-9]{0,15})', 24, None)
     else:
         raise Unsupported(f"type {t!r}")
 
 
 def check_supported(schema: dict[str, Any]) -> None:
     """Raise ``Unsupported`` unless ``fill_schema`` can walk ``schema`` (a dry walk, nothing sampled)."""
-    def gen(grammar: str, max_tokens: int) -> str:
+    def gen(grammar: str, max_tokens: int, stop: str | None) -> str:
         return "]" if '"]"' in grammar else ""
 
     fill_schema(schema, gen, lambda s: None)

@@ -350,14 +350,15 @@ class LlamaLLM:
         answer: list[str] = []
         calls = 0
 
-        def gen(grammar: str, limit: int) -> str:
+        def gen(grammar: str, limit: int, stop: str | None) -> str:
             nonlocal calls
             left = max_tokens - reply.completion_tokens
             if left <= 0:
                 raise RuntimeError(f"the answer was cut at max_tokens={max_tokens}")
             tokens = prompt + llama.tokenize("".join(answer).encode("utf-8"), add_bos=False, special=False)
             out = llama.create_completion(prompt=tokens, grammar=self._grammar(grammar), max_tokens=min(limit, left),
-                                          temperature=temperature, seed=None if seed is None else seed + calls)
+                                          stop=[stop] if stop else None, temperature=temperature,
+                                          seed=None if seed is None else seed + calls)
             calls += 1
             reply.completion_tokens += int((out.get("usage") or {}).get("completion_tokens", 0))
             answer.append(out["choices"][0]["text"])
