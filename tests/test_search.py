@@ -229,7 +229,8 @@ def test_mcts_with_the_llm_agent_records_its_cost(xs_base, tmp_path):
     by = {n.transition.get("proposed_by") for n in r.tree.stages()}
     assert "llm" in by and "skill" in by  # skill fallbacks fill in for the garbage answer
     records = [p for _, _, _, _, p in Journal(tmp_path / "llm" / JOURNAL).events("proposal")]
-    assert all(rec["agent"]["prompt"].startswith("Task: number_sorting") for rec in records)
+    assert all(rec["agent"]["system"].count("Task: number_sorting") == 1 for rec in records)
+    assert all(rec["agent"]["prompt"].startswith("Now: ") for rec in records)
     # TensorBoard: one run per node, nested along its path, with TRL's metrics and the val score
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

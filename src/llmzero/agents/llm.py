@@ -308,7 +308,7 @@ class LLMProposer:
                                   schema, temperature=self.temperature, max_tokens=self.max_tokens,
                                   seed=rng.randrange(2**31))
         record: dict[str, Any] = {
-            "prompt": prompt, "curves_png_bytes": len(png) if png else 0, "answer": reply.text, "findings": [f.name for f in findings],
+            "system": system, "prompt": prompt, "curves_png_bytes": len(png) if png else 0, "answer": reply.text, "findings": [f.name for f in findings],
             "mode": "menu" if options else "free",
             "llm": {"backend": reply.backend, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),
