@@ -124,9 +124,13 @@ def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
         time.sleep(0.5)
         if (run_dir / JOURNAL).exists():
             db = sqlite3.connect(run_dir / JOURNAL)
-            finished_before = db.execute("SELECT COUNT(*) FROM events WHERE kind='stage_finished'").fetchone()[0]
-            running = db.execute("SELECT COUNT(*) FROM events WHERE kind='stage_started'").fetchone()[0]
-            db.close()
+            try:
+                finished_before = db.execute("SELECT COUNT(*) FROM events WHERE kind='stage_finished'").fetchone()[0]
+                running = db.execute("SELECT COUNT(*) FROM events WHERE kind='stage_started'").fetchone()[0]
+            except sqlite3.OperationalError:  # the file exists, its table not yet: look again
+                continue
+            finally:
+                db.close()
             if finished_before >= 2 and running > finished_before:
                 break
     os.killpg(p.pid, signal.SIGKILL)
