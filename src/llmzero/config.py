@@ -164,11 +164,10 @@ def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
 
 
 def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
-    from llmzero.space import SpaceError
-
     if cfg.llm.curves and cfg.llm.backend == "llama":
         raise ConfigError(f"{where}llm.curves=true is not allowed with llm.backend='llama': the embedded model "
                           "reads text only (use the openai backend with a vision-capable model)")
+    from llmzero.space import SpaceError
     from llmzero.tasks import TaskError, get_task, task_space
 
     try:

@@ -41,7 +41,7 @@ ANSWER_MODES = ("menu", "free")
 
 # The method's part of the system message (``render_system`` adds the run's task and space). The system
 # message is the same for a whole run, so llama.cpp's prompt cache reads it once; the per-node user
-# message is kept short instead (on one CPU thread a prompt token costs ~10 ms).
+# message is kept short instead (on one CPU thread a prompt token costs ~12 ms).
 SYSTEM = """You tune GRPO post-training stage by stage: diagnose the metrics, then propose changes for
 the next stage as one JSON object. Remedies: entropy collapse -> raise entropy_coef (0.002-0.02) or
 temperature (to 1.3); entropy blow-up or reward collapse -> lower learning_rate (x0.3-0.5),
@@ -192,11 +192,16 @@ def _moves(before: dict[str, Value], after: dict[str, Value]) -> str:
     return ", ".join(f"{n} {_num(before.get(n))}->{_num(v)}" for n, v in after.items() if before.get(n) != v)
 
 
+def _start(ctx: ProposalContext) -> dict[str, Value]:
+    """The run's starting parameters (the root's)."""
+    return ctx.path[0].params if ctx.path else {}
+
+
 def render_system(ctx: ProposalContext, task: str = "", menu: bool = True) -> str:
     """What stays the same for a whole run, sent as the system message: the method, the task, the
     parameter space (roles and bounds), a transfer prior, and how the user message reads. Backends
     that keep a prompt cache (llama.cpp) read it once per run."""
-    start = ctx.path[0].params if ctx.path else {}
+    start = _start(ctx)
     lines = [SYSTEM,
              f"Task: {task or ctx.extra.get('task', 'a reasoning task')}. Score: greedy val accuracy (0-1).",
              "Parameters, start value [min, max], C=capacity R=regularization: "
@@ -204,22 +209,21 @@ def render_system(ctx: ProposalContext, task: str = "", menu: bool = True) -> st
                          f"{'C' if p.role.value == 'capacity' else 'R'}" for p in ctx.space)]
     if (prior := ctx.extra.get("prior")) is not None:
         lines.append(prior.text())
-    lines.append("Each message gives the current values (those moved from the start), the path (stage: changes | val), the last stage's "
-                 "metric trends (first->last), findings (severity 0-1), children already tried, the budget"
-                 + (", and numbered options." if menu else "."))
-    lines.append("Answer: a diagnosis (the main finding in a few words), " + ("the asked number of different options by number, "
-                                                  if menu else "the asked number of different proposals, ")
-                 + "each with a rationale and expected effect, and a decision: expand, stop (hopeless branch) "
-                 "or backup (grow the parent).")
+    lines.append("Each message gives the current values (those moved from the start), the path (stage: changes "
+                 "| val), the last stage's metric trends (first->last), findings (severity 0-1), children already "
+                 "tried, the budget" + (", and numbered options." if menu else "."))
+    asked = "the asked number of different options by number" if menu else "the asked number of different proposals"
+    lines.append(f"Answer: a diagnosis (the main finding in a few words), {asked}, each with a rationale and "
+                 "expected effect, and a decision: expand, stop (hopeless branch) or backup (grow the parent).")
     return "\n".join(lines)
 
 
 def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, options: list[Proposal] | None = None) -> str:
-    """The node's situation in few tokens (on one CPU thread every prompt token costs ~10 ms):
+    """The node's situation in few tokens (on one CPU thread every prompt token costs ~12 ms):
     current values, the path as changes and scores, the last stage's metric trends, findings,
     siblings, budget, and for a menu answer the numbered options."""
     node = ctx.node
-    start = ctx.path[0].params if ctx.path else {}
+    start = _start(ctx)
     now = [f"{p.name}={_num(v)}" for p in ctx.space
            if (v := node.params.get(p.name, p.default)) != start.get(p.name, p.default)]
     lines = ["Now: " + ("; ".join(now) + ", others at start" if now else "all at start values")]
@@ -229,7 +233,8 @@ def render_prompt(ctx: ProposalContext, findings: list[Finding], k: int, options
         changed = "base model" if prev is None else (_moves(prev, v.params) or "no change")
         lines.append(f"{v.depth}: {changed} | val {_g(v.val_score)}")
         prev = v.params
-    if trends := ", ".join(f"{label} {t}" for key, label in METRICS if (t := _summary(node, key)) not in ("-", "0->0")):
+    shown = ((label, t) for key, label in METRICS if (t := _summary(node, key)) not in ("-", "0->0"))
+    if trends := ", ".join(f"{label} {t}" for label, t in shown):
         lines.append(f"Trends: {trends}")
     # names and severities only: the numbers behind them are the trends above
     lines.append("Findings: " + (", ".join(f"{f.name} ({f.severity:.1f})" for f in findings) or "none"))
@@ -308,7 +313,8 @@ class LLMProposer:
                                   schema, temperature=self.temperature, max_tokens=self.max_tokens,
                                   seed=rng.randrange(2**31))
         record: dict[str, Any] = {
-            "system": system, "prompt": prompt, "curves_png_bytes": len(png) if png else 0, "answer": reply.text, "findings": [f.name for f in findings],
+            "system": system, "prompt": prompt, "curves_png_bytes": len(png) if png else 0, "answer": reply.text,
+            "findings": [f.name for f in findings],
             "mode": "menu" if options else "free",
             "llm": {"backend": reply.backend, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),

@@ -2,8 +2,8 @@
 
 Grammar-constrained decoding (llama.cpp's GBNF) still spends one decoding step per token of the
 answer, including the tokens the schema leaves no choice about: keys, quotes, braces. In the agent's
-menu answers these were about half of the answer, and a decoding step on one CPU thread costs as
-much as reading 5-10 prompt tokens. ``fill_schema`` walks the schema instead: the forced text
+menu answers these were more than half of the answer, and a decoding step on one CPU thread costs
+as much as reading several prompt tokens. ``fill_schema`` walks the schema instead: the forced text
 (``{"diagnosis":"``) is appended to the prompt and read in one batch, and the model is sampled only
 for the free parts (a string, a number, one of an enum, "another item or the end of a list"), each
 under a small grammar of its own. The result is the same compact JSON a full-schema grammar admits.

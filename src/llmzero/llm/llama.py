@@ -373,8 +373,9 @@ class LlamaLLM:
         failed call is an LLMReply with ``parsed=None`` and ``error`` saying why.
 
         Schemas that ``fill_schema`` walks (the agent's) are answered by filling: the JSON text the
-        schema fixes is read, not decoded, which halves an answer's time on a CPU (``fill=False``
-        turns it off). Other schemas are decoded under one grammar for the whole schema.
+        schema fixes is read, not decoded, which halves the sampled tokens (``fill=False`` turns it
+        off; bench/agent.py --compare measures both). Other schemas are decoded under one grammar
+        for the whole schema.
         """
         reply = LLMReply(text="", parsed=None, backend=self.name, model=self.model)
         cut = False
