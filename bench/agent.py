@@ -109,7 +109,11 @@ def main() -> None:
 
     llm = base = get_llm("llama", tier=a.tier, n_threads=a.threads)
     llm.load()
-    print(f"model load: {llm.load_seconds:.1f} s")
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    simd = " ".join(f for f in ("AVX2", "AVX512", "AVX512_VNNI") if f"{f} = 1" in info)
+    print(f"model load: {llm.load_seconds:.1f} s; llama.cpp {llama_cpp.__version__} built with {simd or 'no AVX'}")
     if a.record:
         from llmzero.llm.replay import RecordingLLM
 

@@ -6,35 +6,35 @@ import re
 import pytest
 
 from llmzero.agents.llm import answer_schema, menu_schema
-from llmzero.llm.fill import Unsupported, check_supported, fill_schema, string_grammar
+from llmzero.llm.fill import Unsupported, check_supported, clean_string, fill_schema
 from llmzero.llm.parse import parse_reply
 from llmzero.space import DEFAULT_SPACE
 
 
 class Sampler:
-    """Answers each free part the way a grammar-obeying model could: the first alternative of an
-    enum (or the one the test asks for), a fixed word for strings, a number for numbers."""
+    """Answers each free part the way a grammar-obeying model could: the last alternative of an
+    enum (or the one the test asks for), ``words`` for free text, a number for numbers."""
 
-    def __init__(self, stop_after=None):
-        self.text, self.grammars, self.stop_after = "", [], stop_after
+    def __init__(self, stop_after=None, words="ok"):
+        self.text, self.grammars, self.stop_after, self.words, self.limits = "", [], stop_after, words, []
 
     def lit(self, s):
         self.text += s
 
-    def gen(self, grammar, max_tokens, stop):
+    def gen(self, grammar, limit, stop):
         self.grammars.append(grammar)
+        self.limits.append(limit)
         self.stops = getattr(self, "stops", []) + [stop]
+        if grammar is None:  # free text, sampled without a grammar; the walker cleans it
+            return self.words
         alts = re.findall(r'"((?:[^"\\]|\\.)*)"', grammar.split("\n")[0].removeprefix("root ::= "))
         if grammar.startswith('root ::= "," | "]"'):
             n = self.text.count('{"option"') + self.text.count('{"changes"')
             out = "]" if self.stop_after is not None and n >= self.stop_after else ","
-        elif "char{0," in grammar:
-            out = "ok"  # a string's closing quote is the stop: left out, written as fixed text
         elif "[0-9]" in grammar:
             out = "0.01"
         else:
             out = json.loads('"' + alts[-1] + '"').removesuffix(stop or "")  # the last alternative
-        self.text += out
         return out
 
 
@@ -48,7 +48,8 @@ def test_menu_answer_has_exactly_k_picks_and_only_free_parts_are_sampled():
     assert parsed["diagnosis"] == "ok" and parsed["proposals"][0]["rationale"] == "ok"
     # one diagnosis, two (option, rationale, effect), one decision; no key, brace or list choice sampled
     assert len(s.grammars) == 1 + 2 * 3 + 1
-    assert string_grammar(24) in s.grammars and string_grammar(12) in s.grammars  # diagnosis, effect
+    # free text (diagnosis, rationale, effect) has no grammar and a limit in characters: the caps
+    assert [n for g, n in zip(s.grammars, s.limits) if g is None] == [24, 20, 12, 20, 12]
     assert s.text.startswith('{"diagnosis":"ok","proposals":[{"option":6,"rationale":"ok"')
     assert s.stops == ['"', None, '"', '"', None, '"', '"', '"']  # strings and the decision end at a quote
     assert s.grammars[-1] == 'root ::= "expand\\"" | "stop\\"" | "backup\\""'  # the opening quote is fixed
@@ -97,5 +98,18 @@ def test_grammars_compile_in_llama_cpp():
     llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
     s = Sampler(stop_after=1)
     fill_schema(answer_schema(DEFAULT_SPACE, 2), s.gen, s.lit)
-    for g in set(s.grammars):
+    for g in set(s.grammars) - {None}:
         llama_grammar.LlamaGrammar.from_string(g, verbose=False)
+
+
+def test_free_text_is_cleaned_into_a_valid_string_within_its_cap():
+    schema = menu_schema(6, 2)
+    s = Sampler(words=' say "hi"\\ then\tgo on and on and on and on ')
+    fill_schema(schema, s.gen, s.lit)
+    parsed, error = parse_reply(s.text, schema)
+    assert error is None, error
+    assert parsed["diagnosis"] == "say hi thengo on and on"  # the whole words within 24 characters
+    assert parsed["proposals"][0]["expected_effect"] == "say hi"  # 12: "say hi thengo" is 13
+    assert clean_string("\x00a\"b\\c\x7f", 10) == "abc"
+    assert clean_string("abcdefghijkl", 10) == "abcdefghij"  # one word longer than the cap is cut
+    assert clean_string("ab cdefghi jk", 10) == "ab cdefghi"  # the cap falls on a word's end

