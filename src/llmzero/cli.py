@@ -304,9 +304,10 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run director
         changes = ", ".join(f"{k} {_short(a)}->{_short(b)}" for k, (a, b) in
                             ((k, (v['from'], v['to'])) for k, v in n.transition.get("changes", {}).items()))
         state = n.state.value + (", checkpoint deleted" if n.deleted else "")
-        why = n.transition.get("reason", "")
+        by = n.transition.get("proposed_by", "")
+        why = n.transition.get("reason", "").removeprefix(f"{by}: ")  # reasons may start with their proposer
         text = (f"{n.id} [{state}] val {_fmt(n.val_score)} steps {n.steps} | {changes or 'no change'} | "
-                f"{n.transition.get('proposed_by', '')}: {why[:90]}")
+                f"{by}: {why[:90]}")
         return mark + escape(text + (f" | error: {n.error[:80]}" if n.error else ""))
 
     def add(rt, node_id: str) -> None:
