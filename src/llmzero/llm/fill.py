@@ -52,9 +52,10 @@ def clean_string(text: str, max_length: int) -> str:
 
 # ``gen(grammar, limit, stop)`` samples text with the text so far as context and returns it; the walker
 # then writes it through ``lit``. With a GBNF ``grammar``, ``limit`` is in tokens; with ``grammar=None``
-# it is free text, which may stop once it is longer than ``limit`` characters. With ``stop`` (a closing quote) sampling ends as
-# soon as the model writes it, and the returned text leaves it out: the walker writes the quote as
-# fixed text, so the model never spends a decoding step on it or on the end-of-text token after it.
+# it is free text, which may stop once it is longer than ``limit`` characters. With ``stop`` (a
+# closing quote) sampling ends as soon as the model writes it, and the returned text leaves it out:
+# the walker writes the quote as fixed text, so the model never spends a decoding step on it or on
+# the end-of-text token after it.
 Gen = Callable[["str | None", int, "str | None"], str]
 
 
