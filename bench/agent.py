@@ -22,6 +22,7 @@ import json
 import random
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 from llmzero.agents._base import NodeView, ProposalContext
@@ -70,6 +71,7 @@ def contexts() -> list[tuple[str, ProposalContext]]:
 
 def run(proposer, rounds: int) -> dict:
     secs, tokens, repaired, hits, total, closed = [], [], 0, 0, 0, 0
+    picks, decisions = Counter(), Counter()
     # Rounds outside, contexts inside: as in a search, consecutive calls are about different nodes
     # and share only the run's system message in llama.cpp's prompt cache.
     for r in range(rounds):
@@ -82,6 +84,12 @@ def run(proposer, rounds: int) -> dict:
             if rec.get("llm"):
                 tokens.append((rec["llm"]["prompt_tokens"], rec["llm"]["completion_tokens"]))
             repaired += bool(rec.get("repaired") or rec.get("fallback"))
+            try:  # which menu options the answer picked, by number, and its decision
+                answer = json.loads(rec.get("answer") or "")
+                picks.update(p.get("option") for p in answer["proposals"])
+                decisions[answer["decision"]] += 1
+            except (ValueError, KeyError, TypeError, AttributeError):
+                pass
             if not props:  # the agent closed the branch (stop or backup on a stage that got worse)
                 closed += 1
             props = props or getattr(proposer, "last_picks", [])  # what it picked before closing
@@ -90,6 +98,7 @@ def run(proposer, rounds: int) -> dict:
     return {"median_s": statistics.median(secs), "max_s": max(secs), "rounds": len(secs),
             "prompt_tokens": statistics.median(t[0] for t in tokens) if tokens else 0,
             "completion_tokens": statistics.median(t[1] for t in tokens) if tokens else 0,
+            "picks": dict(sorted(picks.items(), key=str)), "decisions": dict(decisions),
             "repaired_share": repaired / len(secs), "closed_share": closed / len(secs), "addressed_share": hits / total if total else float("nan")}
 
 
@@ -155,6 +164,9 @@ def main() -> None:
               f"{r['prompt_tokens']:.0f} / {r['completion_tokens']:.0f} | {100 * r['repaired_share']:.0f}% "
               f"| {100 * r['closed_share']:.0f}% "
               f"| {100 * r['addressed_share']:.0f}% |")
+    for name, r in rows.items():
+        if r["picks"]:
+            print(f"{name}: options picked {r['picks']}, decisions {r['decisions']}")
     from llmzero.agents.llm import render_system
 
     llama = base._llama

@@ -13,7 +13,8 @@ and gives its directory to every method). Relative paths are read from the repos
 ``--set key=value`` (repeatable) adds overrides on the command line.
 
 Methods: base (no search: the base model scored on val and test), fixed, grid, random, pbt, skill,
-llmzero (mcts with the LLM agent) and llmzero-noLLM (mcts with the skill proposer: the ablation).
+llmzero (mcts with the LLM agent), llmzero-noLLM (mcts with the skill proposer: the ablation) and
+llmzero-1.5b (llmzero with the embedded model's 1.5B tier: is the 0.5B agent the bottleneck?).
 Seeds are paired: the cell (task, method, seed s) runs with ``seed=s`` and ``base_seed=s``, so every
 method on seed s shares the base model, the splits and the evaluation problems (with a model
 directory instead of a preset, every seed shares that one model).
@@ -42,6 +43,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +66,9 @@ METHODS: dict[str, dict[str, Any] | None] = {
     "skill": {"search.method": "skill"},
     "llmzero": {"search.method": "mcts", "search.proposer": "llm"},
     "llmzero-noLLM": {"search.method": "mcts", "search.proposer": "skill"},
+    "llmzero-1.5b": {"search.method": "mcts", "search.proposer": "llm", "llm.tier": "1.5b"},
 }
-LLM_METHODS = ("llmzero",)
+LLM_METHODS = ("llmzero", "llmzero-1.5b")
 CONFIG_KEYS = {"description", "experiment", "tasks", "seeds", "methods", "overrides", "llm", "base_sft"}
 TOP_K = 3  # dynamics: the best path and the paths to the 3 best stages of every llmzero run
 
@@ -153,8 +156,9 @@ def cell_config(bench: dict[str, Any], task: str, method: str, seed: int, model:
     overrides = dict(bench["overrides"])
     overrides.update(METHODS[method] or {})
     overrides.update({"seed": seed, "base_seed": seed})
-    if method in LLM_METHODS:
-        overrides.update({f"llm.{k}": v for k, v in bench["llm"].items()})
+    if method in LLM_METHODS:  # the config's llm settings, under the method's own (llm.tier)
+        overrides.update({f"llm.{k}": v for k, v in bench["llm"].items()
+                          if f"llm.{k}" not in (METHODS[method] or {})})
     if model is not None:
         overrides["model"] = model
     try:
@@ -409,12 +413,33 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                         "llm_seconds": float(summary.get("llm_seconds", 0.0)),
                         "wall_seconds": summary.get("wall_seconds"), "nodes": summary.get("nodes", 0),
                         "stop_reason": summary.get("stop_reason"), "compute_to_grid_best": None,
-                        "run": str(d.relative_to(out))})
+                        "run": str(d.relative_to(out)), **(agent_choices(d) if m in LLM_METHODS else {})})
     grid_best = {(r["task"], r["seed"]): r["best_val"] for r in records if r["method"] == "grid"}
     for r in records:
         r["compute_to_grid_best"] = compute_to_reach(out / r["run"], r["method"], r["base_val"],
                                                      grid_best.get((r["task"], r["seed"])))
     return records
+
+
+def agent_choices(d: Path) -> dict[str, dict[str, int]]:
+    """What the LLM agent's answers in one run chose: menu options by number (in the order the skill
+    library lists them) and decisions, counted over its proposal events."""
+    from llmzero.search import JOURNAL, Journal
+
+    picks: Counter[str] = Counter()
+    decisions: Counter[str] = Counter()
+    j = Journal(d / JOURNAL)
+    try:
+        for *_, payload in j.events("proposal"):
+            try:
+                answer = json.loads((payload.get("agent") or {}).get("answer") or "")
+                picks.update(str(p["option"]) for p in answer["proposals"] if "option" in p)
+                decisions[answer["decision"]] += 1
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # no answer (a failed call, a skill fallback) or not a menu answer
+    finally:
+        j.close()
+    return {"llm_picks": dict(sorted(picks.items())), "llm_decisions": dict(sorted(decisions.items()))}
 
 
 def dynamics(bench: dict[str, Any], out: Path) -> dict[str, Any] | None:
@@ -593,6 +618,28 @@ def targets(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def agent_table(res: dict[str, Any]) -> list[str]:
+    """Pooled over tasks and seeds: which menu options each LLM method's agent picked, and its decisions."""
+    rows = []
+    for method in res["config"]["methods"]:
+        rs = [r for r in res["records"] if r["method"] == method and "llm_picks" in r]
+        if not rs:
+            continue
+        picks: Counter[str] = sum((Counter(r["llm_picks"]) for r in rs), Counter())
+        decisions: Counter[str] = sum((Counter(r["llm_decisions"]) for r in rs), Counter())
+        n = sum(picks.values())
+        share = ", ".join(f"{k}: {100 * v / n:.0f}%" for k, v in sorted(picks.items(), key=lambda kv: int(kv[0])))
+        rows.append(f"| {method} | {sum(decisions.values())} | {share or '-'} | "
+                    f"{', '.join(f'{k} {v}' for k, v in sorted(decisions.items())) or '-'} |")
+    if not rows:
+        return []
+    return ["", "### What the agent chose", "",
+            "The agent's menu lists the skill library's proposals in its order (remedies for the findings "
+            "first, then keep going and small moves in a shuffled order); the no-LLM ablation takes the "
+            "first ones. Pooled over tasks and seeds.", "",
+            "| method | answers | options picked (share of picks) | decisions |", "|---|---|---|---|", *rows]
+
+
 def table(res: dict[str, Any]) -> str:
     st = Stats(res["records"])
     cfg = res["config"]
@@ -639,6 +686,7 @@ def table(res: dict[str, Any]) -> str:
             "(mean over the seeds that reach it; share of grid's compute in parentheses). LLM: prompt + "
             "completion tokens and seconds, mean over seeds.", "", "### Targets", ""]
     out += targets(res)
+    out += agent_table(res)
     out += ["", "### Parameter dynamics of the LLMZero runs", ""]
     dyn = res.get("dynamics")
     if not dyn:
