@@ -108,8 +108,13 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
         assert x["budget_spent"] <= x["budget_total"] * 1.05
         if m == "llmzero":
             assert x["llm_tokens"] > 0 and x["llm_calls"] > 0
+            # what the agent chose, counted from the journal: one decision per answer, at least one pick each
+            answers = sum(x["llm_decisions"].values())
+            assert 1 <= answers <= x["llm_calls"] and sum(x["llm_picks"].values()) >= answers
+            assert set(x["llm_decisions"]) <= {"expand", "stop", "backup"}
+            assert all(1 <= int(o) <= 5 for o in x["llm_picks"])  # menu options, numbered from 1
         else:
-            assert x["llm_tokens"] == 0 and x["llm_calls"] == 0
+            assert x["llm_tokens"] == 0 and x["llm_calls"] == 0 and "llm_picks" not in x
         if m != "base":
             assert x["budget_spent"] >= 0.8 * x["budget_total"] and x["nodes"] >= 2
             assert x["best_val"] >= 0  # the best node by validation
@@ -145,6 +150,8 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     assert "**NOT met**: LLMZero above its no-LLM ablation" in targets
     assert "**n/a**: LLMZero above random, pbt and skill" in targets  # not run at CI size
     assert "verdict:" in t
+    chose = t.split("### What the agent chose")[1].split("### Parameter dynamics")[0]
+    assert "| llmzero | " in chose and "| llmzero-noLLM |" not in chose  # LLM methods only
 
     # 6. a run dir of another experiment is never mixed into these results
     r = subprocess.run([sys.executable, str(BENCH), "run", str(CI), *common, "--set", "budget.compute=7000"],
