@@ -25,8 +25,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from llmzero.agents._base import NodeView, ProposalContext
 from llmzero.agents.diagnosis import diagnose
+from llmzero.agents.llm import Answer
 from llmzero.space import DEFAULT_SPACE
 
 FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "real_histories.json"
@@ -85,11 +88,11 @@ def run(proposer, rounds: int) -> dict:
                 tokens.append((rec["llm"]["prompt_tokens"], rec["llm"]["completion_tokens"]))
             repaired += bool(rec.get("repaired") or rec.get("fallback"))
             try:  # which menu options the answer picked, by number, and its decision
-                answer = json.loads(rec.get("answer") or "")
-                picks.update(p.get("option") for p in answer["proposals"])
-                decisions[answer["decision"]] += 1
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
+                answer = Answer.model_validate_json(rec.get("answer") or "")
+                picks.update(p.option for p in answer.proposals if p.option is not None)
+                decisions[answer.decision] += 1
+            except ValidationError:
+                pass  # no answer: a failed call, fallen back to the skill agent
             if not props:  # the agent closed the branch (stop or backup on a stage that got worse)
                 closed += 1
             props = props or getattr(proposer, "last_picks", [])  # what it picked before closing
@@ -179,7 +182,6 @@ def main() -> None:
         old = list(rows.values())[1]
         print(f"filled / whole-schema grammar: median {llm_row['median_s'] / old['median_s']:.2f}x, "
               f"answer tokens {llm_row['completion_tokens'] / max(1, old['completion_tokens']):.2f}x")
-    if a.compare:
         print(free_text_step_cost(base))
     print(f"goal: median at most 5 s per proposal round -> {'met' if llm_row['median_s'] <= 5 else 'NOT met'}")
 

@@ -424,6 +424,9 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
 def agent_choices(d: Path) -> dict[str, dict[str, int]]:
     """What the LLM agent's answers in one run chose: menu options by number (in the order the skill
     library lists them) and decisions, counted over its proposal events."""
+    from pydantic import ValidationError
+
+    from llmzero.agents.llm import Answer
     from llmzero.search import JOURNAL, Journal
 
     picks: Counter[str] = Counter()
@@ -432,11 +435,11 @@ def agent_choices(d: Path) -> dict[str, dict[str, int]]:
     try:
         for *_, payload in j.events("proposal"):
             try:
-                answer = json.loads((payload.get("agent") or {}).get("answer") or "")
-                picks.update(str(p["option"]) for p in answer["proposals"] if "option" in p)
-                decisions[answer["decision"]] += 1
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # no answer (a failed call, a skill fallback) or not a menu answer
+                answer = Answer.model_validate_json((payload.get("agent") or {}).get("answer") or "")
+            except ValidationError:
+                continue  # no answer: a failed call, fallen back to the skill agent
+            picks.update(str(p.option) for p in answer.proposals if p.option is not None)
+            decisions[answer.decision] += 1
     finally:
         j.close()
     return {"llm_picks": dict(sorted(picks.items())), "llm_decisions": dict(sorted(decisions.items()))}

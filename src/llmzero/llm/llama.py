@@ -12,8 +12,8 @@ Offline and on a small CPU this is the default. Two parts are installed apart fr
 Answers always conform to the JSON schema, then are validated by ``parse_reply`` like every
 other backend's: the agent's schemas are filled part by part (``llm.fill``: fixed text read, choices
 and numbers under small GBNF grammars, free text cleaned to the string's rules), any other schema is
-decoded under one llama.cpp grammar for the whole schema. Neither ``llama_cpp`` nor the chunks are imported
-until a model is needed: ``import llmzero.llm.llama`` works without the extra.
+decoded under one llama.cpp grammar for the whole schema. Neither ``llama_cpp`` nor the chunks are
+imported until a model is needed: ``import llmzero.llm.llama`` works without the extra.
 """
 
 from __future__ import annotations
@@ -380,8 +380,8 @@ class LlamaLLM:
         Schemas that ``fill_schema`` walks (the agent's) are answered by filling: the JSON text the
         schema fixes is read, not decoded, and free text is sampled without a grammar. Against one
         grammar for the whole schema this samples about a third of the tokens and takes about two
-        thirds of the time (``fill=False`` turns it off; bench/agent.py --compare measures both). Other schemas are decoded under one grammar
-        for the whole schema.
+        thirds of the time (``fill=False`` turns it off; bench/agent.py --compare measures both).
+        Other schemas are decoded under one grammar for the whole schema.
         """
         reply = LLMReply(text="", parsed=None, backend=self.name, model=self.model)
         cut = False
