@@ -113,3 +113,19 @@ def test_free_text_is_cleaned_into_a_valid_string_within_its_cap():
     assert clean_string("\x00a\"b\\c\x7f", 10) == "abc"
     assert clean_string("abcdefghijkl", 10) == "abcdefghij"  # one word longer than the cap is cut
     assert clean_string("ab cdefghi jk", 10) == "ab cdefghi"  # the cap falls on a word's end
+
+
+def test_a_long_choice_gets_the_steps_to_be_written_whole():
+    """The walker gives a choice's sampler enough steps for the longest alternative (a token holds at
+    least one character): with a fixed 16, llama.cpp cut a longer choice and the answer was invalid."""
+    long = "max_completion_length 6->10, num_generations 8->16"
+    for vals in ([long, "keep going"], [7, 123456789012345678]):
+        schema = {"type": "object", "properties": {"option": {"type": "string" if isinstance(vals[0], str)
+                                                              else "integer", "enum": vals}},
+                  "required": ["option"], "additionalProperties": False}
+        s = Sampler()
+        fill_schema(schema, s.gen, s.lit)
+        longest = max(len(json.dumps(v)) for v in vals)
+        assert s.limits[0] >= longest - 2  # the quotes of a string choice are fixed text
+        vals_back = json.loads(s.text)["option"]
+        assert vals_back == vals[-1]

@@ -79,10 +79,11 @@ def fill_schema(schema: dict[str, Any], gen: Gen, lit: Callable[[str], None]) ->
             lit(texts[0])
         elif all(isinstance(v, str) for v in vals):  # "expand" | "stop": the quotes are fixed text
             lit('"')
-            lit(gen(_alternatives([t[1:] for t in texts]), 16, '"'))
+            # a token holds at least one character: the longest choice bounds the steps
+            lit(gen(_alternatives([t[1:] for t in texts]), max(len(t) for t in texts), '"'))
             lit('"')
         else:
-            lit(gen(_alternatives(texts), 1 if all(len(t) == 1 for t in texts) else 16, None))
+            lit(gen(_alternatives(texts), max(len(t) for t in texts), None))
     elif t == "object":
         props = schema.get("properties", {})
         if set(schema.get("required", [])) != set(props) or not props:
