@@ -152,6 +152,12 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     assert "verdict:" in t
     chose = t.split("### What the agent chose")[1].split("### Parameter dynamics")[0]
     assert "| llmzero | " in chose and "| llmzero-noLLM |" not in chose  # LLM methods only
+    # headroom: the searched cell with the best validation score, reported on its test score
+    room = t.split("### Headroom")[1].split("### What the agent chose")[0]
+    searched = [x for m, x in recs.items() if m != "base"]
+    pick = max(searched, key=lambda x: x["best_val"])
+    assert f"| number_sorting | {recs['grid']['test_score']:.3f} | {pick['test_score']:.3f} |" in room
+    assert f"seed 0: {pick['test_score']:.3f} ({pick['method']})" in room
 
     # 6. a run dir of another experiment is never mixed into these results
     r = subprocess.run([sys.executable, str(BENCH), "run", str(CI), *common, "--set", "budget.compute=7000"],
