@@ -127,6 +127,97 @@ def free_text_step_cost(llm, n: int = 20, repeats: int = 3) -> str:
             f"{g:.0f}, without {f:.0f} ({g / f:.2f}x)")
 
 
+def order_probe(llm, rounds: int) -> dict:
+    """Does the agent choose an option or a position? Each menu is asked twice: as listed, and rotated
+    by half its length (no option keeps its number). A first pick that names the same option both times
+    follows the content; one that keeps its number follows the position."""
+    from llmzero.agents.llm import menu_options, menu_schema, render_prompt, render_system
+    from llmzero.space import params_key
+
+    same_option = same_number = asked = 0
+    for r in range(rounds):
+        for _, ctx in contexts():
+            options = menu_options(ctx, random.Random(r))
+            if len(options) < 2:
+                continue
+            findings = diagnose(ctx.path)
+            shift = len(options) // 2
+            first = []
+            for opts in (options, options[shift:] + options[:shift]):
+                reply = llm.complete([{"role": "system", "content": render_system(ctx)},
+                                      {"role": "user", "content": render_prompt(ctx, findings, 2, opts)}],
+                                     menu_schema(len(opts), 2), temperature=0.2, max_tokens=400, seed=r)
+                try:
+                    pick = Answer.model_validate_json(reply.text).proposals[0].option
+                except (ValidationError, IndexError):
+                    pick = None
+                first.append((pick, params_key(opts[pick - 1].params) if pick else None))
+            if first[0][0] is None or first[1][0] is None:
+                continue
+            asked += 1
+            same_option += first[0][1] == first[1][1]
+            same_number += first[0][0] == first[1][0]
+    return {"menus": asked, "same_option": same_option, "same_number": same_number}
+
+
+# The cause each real history was made with, and the move that undoes it: (parameter, direction).
+CAUSES = {"lr_1e-3": ("learning_rate", -1), "short_length": ("max_completion_length", 1),
+          "temperature_0.5": ("temperature", 1), "entropy_coef_0.1": ("entropy_coef", -1)}
+
+
+def score_probe(llm, rounds: int) -> dict:
+    """Can the model judge an option at all, with no list to pick from? Each option of a menu is put to it
+    alone ("Will this change raise the val score? Answer yes or no.") and scored by P(yes) from the
+    next-token logits. For the histories made with a known cause (``CAUSES``), counted: menus whose
+    best-scored option undoes the cause, against the skill library's first option, and the spread of
+    P(yes) within a menu."""
+    import numpy as np
+
+    from llmzero.agents.llm import _moves, menu_options, render_prompt, render_system
+
+    llama = llm._llama
+    words = {w: [llama.tokenize(v.encode(), add_bos=False, special=False)[0] for v in (w, w.capitalize())]
+             for w in ("yes", "no")}
+
+    def p_yes(tokens: list[int]) -> float:
+        have, same = llama.input_ids[:llama.n_tokens], 0
+        while same < min(len(have), len(tokens) - 1) and have[same] == tokens[same]:
+            same += 1
+        llama.n_tokens = same  # the shared prefix stays in the context; eval drops the rest
+        llama.eval(tokens[same:])
+        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
+        e = np.exp(logits - logits.max())
+        yes, no = e[words["yes"]].sum(), e[words["no"]].sum()
+        return float(yes / (yes + no)) if yes + no > 0 else 0.5
+
+    def undoes(ctx, o, cause) -> bool:
+        name, sign = cause
+        return (o.params[name] - ctx.node.params[name]) * sign > 0
+
+    menus = llm_hits = skill_hits = 0
+    spreads = []
+    for r in range(rounds):
+        for name, ctx in contexts():
+            options = menu_options(ctx, random.Random(r))
+            if name not in CAUSES or not any(undoes(ctx, o, CAUSES[name]) for o in options):
+                continue
+            findings = diagnose(ctx.path)
+            head = render_prompt(ctx, findings, 2).rsplit("\n", 1)[0]  # the situation, without "Give k ..."
+            scores = []
+            for o in options:
+                q = (f"{head}\nProposed change for the next stage: {_moves(ctx.node.params, o.params) or 'keep going'}"
+                     ".\nWill this change raise the val score? Answer yes or no.")
+                msgs = [{"role": "system", "content": render_system(ctx, menu=False)}, {"role": "user", "content": q}]
+                scores.append(p_yes(llm._chat_prompt(llama, msgs)))
+            best = options[max(range(len(options)), key=scores.__getitem__)]
+            menus += 1
+            llm_hits += undoes(ctx, best, CAUSES[name])
+            skill_hits += undoes(ctx, options[0], CAUSES[name])
+            spreads.append(max(scores) - min(scores))
+    return {"menus": menus, "llm_hits": llm_hits, "skill_hits": skill_hits,
+            "spread": statistics.median(spreads) if spreads else float("nan")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tier", default="0.5b")
@@ -136,6 +227,11 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true",
                     help="Also run the same rounds decoding each answer under one whole-schema grammar "
                          "(the way before filled answers), side by side.")
+    ap.add_argument("--order", action="store_true",
+                    help="Only the order probe: is the first pick the same option, or the same number, when the "
+                         "menu is rotated?")
+    ap.add_argument("--score", action="store_true",
+                    help="Only the scoring probe: P(yes) for each option alone; does the best one answer a finding?")
     a = ap.parse_args()
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer
@@ -148,6 +244,17 @@ def main() -> None:
     info = llama_cpp.llama_print_system_info().decode()
     simd = " ".join(f for f in ("AVX2", "AVX512", "AVX512_VNNI") if f"{f} = 1" in info)
     print(f"model load: {llm.load_seconds:.1f} s; llama.cpp {llama_cpp.__version__} built with {simd or 'no AVX'}")
+    if a.order:
+        o = order_probe(llm, a.rounds)
+        print(f"order probe ({a.tier}, {o['menus']} menus, each asked as listed and rotated by half): the first pick "
+              f"is the same option in {o['same_option']}, the same number in {o['same_number']}")
+        return
+    if a.score:
+        o = score_probe(llm, a.rounds)
+        print(f"score probe ({a.tier}, {o['menus']} menus of histories with a known cause): the option with the "
+              f"highest P(yes) undoes the cause in {o['llm_hits']}, the skill library's first option in "
+              f"{o['skill_hits']}; median spread of P(yes) within a menu {o['spread']:.2f}")
+        return
     if a.record:
         from llmzero.llm.replay import RecordingLLM
 
