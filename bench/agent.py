@@ -2,6 +2,8 @@
 answer the findings.
 
     python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare]
+    python bench/agent.py --order [--tier 0.5b] [--rounds 4]   # does it pick an option or a position?
+    python bench/agent.py --score [--tier 0.5b] [--rounds 4]   # can it judge one option put alone?
 
 Contexts are real stage histories of number_sorting (tests/fixtures/real_histories.json: a healthy
 stage, lr 1e-3, a short max_completion_length, temperature 0.5, entropy_coef 0.1). For each, the
@@ -231,7 +233,8 @@ def main() -> None:
                     help="Only the order probe: is the first pick the same option, or the same number, when the "
                          "menu is rotated?")
     ap.add_argument("--score", action="store_true",
-                    help="Only the scoring probe: P(yes) for each option alone; does the best one answer a finding?")
+                    help="Only the scoring probe: P(yes) for each option put alone; does the best one undo the "
+                         "history's known cause?")
     a = ap.parse_args()
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer
