@@ -483,8 +483,6 @@ def write_results(bench: dict[str, Any], out: Path, results: Path, config_path: 
 # -- the table -----------------------------------------------------------------------------------------
 
 
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:+.1f}%"
 

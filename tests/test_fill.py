@@ -119,13 +119,11 @@ def test_a_long_choice_gets_the_steps_to_be_written_whole():
     """The walker gives a choice's sampler enough steps for the longest alternative (a token holds at
     least one character): with a fixed 16, llama.cpp cut a longer choice and the answer was invalid."""
     long = "max_completion_length 6->10, num_generations 8->16"
-    for vals in ([long, "keep going"], [7, 123456789012345678]):
-        schema = {"type": "object", "properties": {"option": {"type": "string" if isinstance(vals[0], str)
-                                                              else "integer", "enum": vals}},
+    for kind, vals in (("string", [long, "keep going"]), ("integer", [7, 123456789012345678])):
+        schema = {"type": "object", "properties": {"option": {"type": kind, "enum": vals}},
                   "required": ["option"], "additionalProperties": False}
         s = Sampler()
         fill_schema(schema, s.gen, s.lit)
         longest = max(len(json.dumps(v)) for v in vals)
         assert s.limits[0] >= longest - 2  # the quotes of a string choice are fixed text
-        vals_back = json.loads(s.text)["option"]
-        assert vals_back == vals[-1]
+        assert json.loads(s.text)["option"] == vals[-1]
