@@ -248,3 +248,28 @@ def test_mcts_with_the_llm_agent_records_its_cost(xs_base, tmp_path):
         assert acc.Scalars("val_score")[-1].value == pytest.approx(n.val_score)
     lr = [n.params["learning_rate"] for n in r.tree.stages() if "much faster" in n.transition.get("reason", "")]
     assert lr and all(v <= 1e-3 for v in lr)  # clamped to x10 of the current value, and recorded
+
+
+def test_an_agent_that_closes_branches_leaves_no_budget_unspent(xs_base, tmp_path):
+    """Every answer says "stop": the branches that did not improve are closed (journaled, their calls
+    counted), and once nothing else is left the search reopens them instead of stopping early."""
+    answer = {"diagnosis": "no progress", "decision": "stop", "proposals": [
+        {"changes": [{"name": "learning_rate", "value": 2e-4}], "rationale": "try faster", "expected_effect": "?"}]}
+    path = tmp_path / "transcript.jsonl"
+    path.write_text(json.dumps({"messages": [], "text": json.dumps(answer), "prompt_tokens": 900,
+                                "completion_tokens": 80, "seconds": 1.5}) + "\n")
+    cfg = config(xs_base, method="mcts", proposer="llm", early_stop={"enabled": False})
+    cfg["llm"] = {"backend": "replay", "path": str(path), "answer": "free"}
+    cfg["budget"] = {"compute": 3 * BUDGET}  # more than the whole tree (3 + 9 stages) costs
+    summary, r = run(cfg, tmp_path / "stop")
+    j = Journal(tmp_path / "stop" / JOURNAL)
+    proposals = [(node_id, p) for _, _, _, node_id, p in j.events("proposal")]
+    reopened = [p for _, _, _, _, p in j.events("branches_reopened")]
+    closed = {node_id for node_id, p in proposals if p.get("closed")}
+    assert closed, "the test needs a branch that did not improve on its parent"
+    assert summary["llm_calls"] == len(proposals)  # the closing calls count too
+    assert summary["llm_prompt_tokens"] == 900 * len(proposals)
+    assert len(reopened) == 1 and set(reopened[0]["nodes"]) == closed
+    assert summary["nodes"] == 12 and summary["stop_reason"] == "nothing left to expand"
+    assert all(len(r.tree.nodes[i].children) == 3 for i in closed)  # each closed branch was grown after all
+    assert j.replay().closed == closed == r.tree.closed

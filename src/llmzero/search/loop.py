@@ -21,7 +21,7 @@ from typing import Any
 
 from llmzero.config import ExperimentConfig
 from llmzero.search.journal import Journal, JournalError, Recorder
-from llmzero.search.methods import SearchContext, StageSpec, get_method
+from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
 from llmzero.search.tree import ROOT, Node, NodeState, Tree
 from llmzero.strategy import Stage, StageMode, Strategy
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 JOURNAL = "journal.sqlite"
 MAX_FAILURES_IN_A_ROW = 8  # a method whose stages keep failing is stopped, not looped forever
-MIN_STAGE_SHARE = 0.2  # a stage shortened to fit the budget must keep at least this share of its steps
 
 
 @dataclass
@@ -226,7 +225,7 @@ class SearchRun:
                     self.ctx.budget_left = max(0.0, 1 - self.tree.spent() / self.cfg.budget.compute)
                     self.ctx.tokens_left = max(0.0, self.cfg.budget.compute - self.tree.spent())
                     self.ctx.stage_tokens = lambda p: self.cfg.search.steps_per_stage * self.tokens_per_step(p)
-                    fitted = self._fit(self.method.ask(self.tree, self.workers, self.ctx))
+                    fitted = self._fit(self._ask())
                     if not fitted:
                         stop_reason = ("budget spent" if self.tree.spent() >= 0.8 * self.cfg.budget.compute
                                        else "nothing left to expand")
@@ -251,6 +250,18 @@ class SearchRun:
                     stop_reason = f"{failures} stages failed in a row"
                     break
         return self._finish(stop_reason, say)
+
+    def _ask(self) -> list[StageSpec]:
+        """The method's next stages. The events it queued (a proposal that closed its node, reopened
+        branches) are journaled first; a method that queued some and has no stage yet is asked again,
+        since the tree changed (each round closes or reopens nodes for good, so this ends)."""
+        while True:
+            specs = self.method.ask(self.tree, self.workers, self.ctx)
+            events, self.ctx.events[:] = list(self.ctx.events), []
+            for kind, node_id, payload in events:
+                self.record(kind, node_id, payload)
+            if specs or not events:
+                return specs
 
     def _create(self, spec: StageSpec, steps: int) -> Node:
         node_id = f"n{len(self.tree.nodes)}"

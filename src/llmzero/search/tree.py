@@ -63,6 +63,8 @@ class Tree:
         self.meta: dict[str, Any] = {}
         self.pruned_savings: int = 0  # estimated compute that early stopping saved
         self.finished: dict[str, Any] | None = None
+        self.closed: set[str] = set()  # nodes the agent stopped growing (its "stop" or "backup" decision)
+        self.reopened: set[str] = set()  # closed nodes the search reopened: budget left, nothing else to grow
 
     # -- the only writer ----------------------------------------------------------------------------
 
@@ -97,9 +99,14 @@ class Tree:
             self.best_id = node_id
         elif kind == "checkpoint_deleted":
             n.deleted = True
+        elif kind == "proposal":
+            if payload.get("closed"):
+                self.closed.add(node_id)
+        elif kind == "branches_reopened":
+            self.reopened |= set(payload["nodes"])
         elif kind == "run_finished":
             self.finished = dict(payload)
-        # "proposal" and "test_scored" events carry records only; the tree does not change.
+        # "test_scored" events carry records only; the tree does not change.
 
     # -- queries ----------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmzero.search.methods._base import Method, SearchContext, StageSpec
+from llmzero.search.methods._base import MIN_STAGE_SHARE, Method, SearchContext, StageSpec
 from llmzero.search.methods.chains import fixed, grid, random_search
 from llmzero.search.methods.pbt import PBT
 from llmzero.search.methods.tree_search import MCTS, BestFirst
@@ -17,4 +17,4 @@ def get_method(name: str) -> Method:
         raise ValueError(f"method={name!r} is not allowed: expected one of {', '.join(METHODS)}") from None
 
 
-__all__ = ["METHODS", "Method", "SearchContext", "StageSpec", "get_method"]
+__all__ = ["METHODS", "MIN_STAGE_SHARE", "Method", "SearchContext", "StageSpec", "get_method"]

@@ -6,6 +6,10 @@ It never trains and never writes: the loop records the stages as nodes, runs the
 reach the method through the tree on the next ``ask``. ``expandable(tree, ctx)`` names the nodes the
 method may still grow from, so that garbage collection keeps their checkpoints.
 
+Events a method wants journaled (a proposal that closed its node, branches it reopened) go to
+``ctx.events``; the loop records them before the stages it returns, and asks again when it returned
+none, since the tree changed.
+
 Randomness comes from ``ctx.rng(tree)``, a generator seeded by the run's seed and the tree's size:
 the same config and seed give the same tree, and a resumed search draws what the first one would
 have drawn.
@@ -23,6 +27,9 @@ from llmzero.config import ExperimentConfig
 from llmzero.search.tree import NodeState, Tree
 from llmzero.space import Space, Transition, Value, params_key
 from llmzero.strategy import StageMode
+
+
+MIN_STAGE_SHARE = 0.2  # a stage shortened to fit the budget must keep at least this share of its steps
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class SearchContext:
     extra: dict[str, Any] = field(default_factory=dict)
     tokens_left: float = float("inf")  # compute budget not yet spent, in generated tokens
     stage_tokens: Callable[[dict[str, Value]], float] | None = None  # expected cost of one full stage
+    events: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)  # for the journal
 
     def rng(self, tree: Tree, salt: str = "") -> random.Random:
         return random.Random(f"{self.cfg.seed}:{len(tree.nodes)}:{salt}")
@@ -79,8 +87,10 @@ class Method(Protocol):
 
 
 def usable(tree: Tree, node_id: str) -> bool:
-    """A node whose checkpoint children can start from: complete (the root is the base model)."""
-    return tree.nodes[node_id].state is NodeState.COMPLETE
+    """A node whose checkpoint children can start from: complete and not garbage-collected (the root
+    is the base model)."""
+    node = tree.nodes[node_id]
+    return node.state is NodeState.COMPLETE and not node.deleted
 
 
 def _prior_proposal(pctx: ProposalContext) -> Proposal | None:
@@ -107,9 +117,15 @@ def propose_specs(ctx: SearchContext, tree: Tree, node_id: str, k: int, proposer
     first = _prior_proposal(pctx)
     asked = k - 1 if first else k
     proposals = proposer.propose(pctx, asked, rng)[:asked] if asked else []
-    if asked and node_id in getattr(proposer, "closed", ()):
-        return []  # the agent stopped this branch: the prior does not overrule it
-    if first:
+    agent = getattr(proposer, "last_record", None) if asked else None  # an LLM agent's prompt, answer and cost
+    closed = bool(asked) and node_id in getattr(proposer, "closed", ())
+    if closed and node_id in tree.reopened:  # the search reopened this branch: the closure is overruled,
+        closed = False  # and the options the answer picked before closing it are trained
+        proposals = list(getattr(proposer, "last_picks", ()))[:asked]
+        if agent is not None:
+            why = "the search reopened this branch (budget left and nothing else to grow)"
+            agent = {**agent, "overruled": f"{agent.get('decision')} overruled: {why}"}
+    if first and not closed:  # the prior does not overrule an agent that stopped this branch
         proposals = [first] + [p for p in proposals if params_key(p.params) != params_key(first.params)]
     record = {"proposer": proposer.name, "node": node_id, "k": k,
               "input": {"node": pctx.node.__dict__ | {"history": f"{len(pctx.node.history)} rows"},
@@ -117,7 +133,10 @@ def propose_specs(ctx: SearchContext, tree: Tree, node_id: str, k: int, proposer
                         "best_val": pctx.best_val, "budget_left": pctx.budget_left},
               "output": [{"params": p.params, "reason": p.reason, "findings": list(p.findings),
                           "repairs": [r.__dict__ for r in p.repairs]} for p in proposals],
-              "agent": getattr(proposer, "last_record", None) if asked else None}  # an LLM agent's prompt, answer and cost
+              "agent": agent}
+    if closed:  # journaled on its own: the tree learns the closure, and the call's cost counts
+        ctx.events.append(("proposal", node_id, {**record, "output": [], "closed": True}))
+        return []
     return [StageSpec(parent_id=node_id, params=dict(p.params), reason=p.reason, proposed_by=p.proposed_by,
                       mode=p.mode.value, repairs=p.repairs, findings=p.findings,
                       proposal_record=record if i == 0 else None)

@@ -4,29 +4,56 @@ from __future__ import annotations
 
 import math
 
-from llmzero.search.methods._base import SearchContext, StageSpec, propose_specs, usable
+from llmzero.search.methods._base import MIN_STAGE_SHARE, SearchContext, StageSpec, propose_specs, usable
 from llmzero.search.tree import ROOT, NodeState, Tree
 from llmzero.search.uct import backed_up_values, select_child
 
 
-def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int]) -> int:
-    """How many more children ``node_id`` may get."""
+def _closed(tree: Tree, ctx: SearchContext) -> set[str]:
+    """Nodes the agent decided to stop growing (journaled, or closed during this ask), unless reopened."""
+    return (tree.closed | set(getattr(ctx.proposer, "closed", ()))) - tree.reopened
+
+
+def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int], *,
+          closures: bool = True) -> int:
+    """How many more children ``node_id`` may get (``closures=False``: were its branch reopened)."""
     node = tree.nodes[node_id]
     if not usable(tree, node_id) or node.depth >= ctx.cfg.search.depth:
         return 0
-    if node_id in getattr(ctx.proposer, "closed", ()):  # the agent decided to stop this branch
+    if closures and node_id in _closed(tree, ctx):
         return 0
     return ctx.cfg.search.max_children - len(node.children) - planned.get(node_id, 0)
 
 
 class _Expander:
     """Shared ask loop: pick a target with ``_target``, ask the proposer for up to ``branching``
-    children of it, repeat until ``n`` stages are planned or nothing is left to expand."""
+    children of it, repeat until ``n`` stages are planned or nothing is left to expand.
+
+    A tree with nothing left to expand while a stage's worth of budget is left reopens the branches
+    the agent closed: its "stop" is a judgement of where the budget is best spent, and spending it
+    there beats leaving it unspent. Their checkpoints are kept for that (``expandable``).
+    """
 
     def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
         raise NotImplementedError
 
     def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+        specs = self._expand(tree, n, ctx)
+        if not specs:
+            self._reopen(tree, ctx)
+        return specs
+
+    @staticmethod
+    def _reopen(tree: Tree, ctx: SearchContext) -> None:
+        if ctx.stage_tokens is not None and ctx.tokens_left < MIN_STAGE_SHARE * ctx.stage_tokens(tree.root.params):
+            return
+        nodes = [i for i in _closed(tree, ctx) if i in tree.nodes and _room(tree, i, ctx, {}, closures=False) > 0]
+        if nodes:
+            reason = f"nothing else to expand with {ctx.tokens_left:,.0f} tokens of budget left"
+            nodes.sort(key=lambda i: int(i.lstrip("n")))
+            ctx.events.append(("branches_reopened", None, {"nodes": nodes, "reason": reason}))
+
+    def _expand(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
         specs: list[StageSpec] = []
         planned: dict[str, int] = {}
         while len(specs) < n:
@@ -43,7 +70,7 @@ class _Expander:
         return specs
 
     def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
-        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}) > 0}
+        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}, closures=False) > 0}
 
     @staticmethod
     def _backup_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:

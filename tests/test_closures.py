@@ -1,0 +1,132 @@
+"""Branches the agent closes: the closure is journaled (so a resumed search keeps it and its LLM call
+counts), and a tree with nothing else to expand reopens them while budget is left."""
+
+import random
+
+from llmzero.agents._base import Proposal
+from llmzero.config import parse_config
+from llmzero.search.methods import SearchContext
+from llmzero.search.methods.tree_search import MCTS
+from llmzero.search.tree import Tree
+from llmzero.space import DEFAULT_SPACE
+from llmzero.strategy import StageMode
+
+CFG = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 10_000},
+                    "search": {"depth": 2, "branching": 2, "max_children": 2}})
+
+
+class Closer:
+    """An agent that says "stop" on the nodes in ``stops`` (after picking a learning rate) and
+    proposes learning rates elsewhere, as the LLM agent does: ``closed``, ``last_picks``, ``last_record``."""
+
+    name = "fake-llm"
+
+    def __init__(self, stops=()):
+        self.stops, self.closed, self.backup_to, self.calls = set(stops), set(), [], []
+
+    def propose(self, ctx, k, rng):
+        self.calls.append(ctx.node.id)
+        picks = [Proposal({**ctx.node.params, "learning_rate": lr}, f"lr {lr}", "llm", StageMode.CONTINUE, (), ())
+                 for lr in (2e-4, 5e-5, 3e-4)[:k]]
+        self.last_picks = picks
+        decision = "stop" if ctx.node.id in self.stops else "expand"
+        self.last_record = {"decision": decision, "overruled": None,
+                            "llm": {"prompt_tokens": 100, "completion_tokens": 10, "seconds": 1.0}}
+        if decision == "stop":
+            self.closed.add(ctx.node.id)
+            return []
+        return picks
+
+
+def tree_with(children: dict[str, float]) -> Tree:
+    """The root and finished depth-1 children with these validation scores."""
+    tree = Tree()
+    tree.apply("root", "root", {"params": DEFAULT_SPACE.defaults(), "val_score": 0.3})
+    for node_id, val in children.items():
+        tree.apply("node_created", node_id, {"parent_id": "root", "depth": 1, "params": DEFAULT_SPACE.defaults(),
+                                             "steps": 10})
+        tree.apply("stage_finished", node_id, {"val_score": val, "history": [], "checkpoint": f"ckpt/{node_id}"})
+    return tree
+
+
+def context(proposer, tokens_left=10_000.0) -> SearchContext:
+    return SearchContext(cfg=CFG, space=DEFAULT_SPACE, proposer=proposer, tokens_left=tokens_left,
+                         stage_tokens=lambda p: 1000.0)
+
+
+def journal(tree: Tree, ctx: SearchContext) -> list[tuple]:
+    """What the loop does with the queued events: apply them (the Recorder journals them too)."""
+    events, ctx.events[:] = list(ctx.events), []
+    for kind, node_id, payload in events:
+        tree.apply(kind, node_id, payload)
+    return events
+
+
+def test_a_closing_answer_is_journaled_and_a_resumed_search_keeps_the_branch_closed():
+    tree = tree_with({"n1": 0.5, "n2": 0.4})
+    agent = Closer(stops={"n1"})
+    ctx = context(agent)
+    specs = MCTS().ask(tree, 2, ctx)
+    assert specs and all(s.parent_id != "n1" for s in specs) and "n1" in agent.calls
+    events = journal(tree, ctx)
+    (kind, node_id, rec), = [e for e in events if e[0] == "proposal"]
+    assert (kind, node_id, rec["closed"], rec["output"]) == ("proposal", "n1", True, [])
+    assert rec["agent"]["decision"] == "stop" and rec["agent"]["llm"]["prompt_tokens"] == 100  # its cost counts
+    assert tree.closed == {"n1"}
+    # a resumed search has a fresh agent that never saw the answer: the journal's closure still holds
+    resumed = Closer()
+    for _ in range(3):
+        for s in MCTS().ask(tree, 2, context(resumed)):
+            assert s.parent_id != "n1"
+    assert "n1" not in resumed.calls
+    # and the closed node's checkpoint is kept: the branch may be reopened
+    assert "n1" in MCTS().expandable(tree, context(resumed))
+
+
+def test_an_exhausted_tree_reopens_the_closed_branches_while_budget_is_left():
+    tree = tree_with({"n1": 0.5, "n2": 0.4})
+    for i, parent in ((3, "root"),):  # the root is full: max_children 2 -> 3 children
+        tree.apply("node_created", f"n{i}", {"parent_id": parent, "depth": 1, "params": DEFAULT_SPACE.defaults(),
+                                             "steps": 10})
+        tree.apply("stage_failed", f"n{i}", {"val_score": None, "history": []})
+    agent = Closer(stops={"n1", "n2"})
+    ctx = context(agent)
+    assert MCTS().ask(tree, 2, ctx) == []  # both branches closed: nothing to expand
+    events = journal(tree, ctx)
+    assert [e[0] for e in events] == ["proposal", "proposal", "branches_reopened"]
+    assert tree.closed == {"n1", "n2"} and tree.reopened == {"n1", "n2"}
+    assert events[-1][2]["nodes"] == ["n1", "n2"]
+    # asked again (the loop does, since the tree changed): the agent still says stop, and is overruled
+    specs = MCTS().ask(tree, 2, ctx)
+    assert len(specs) == 2 and {s.parent_id for s in specs} <= {"n1", "n2"}
+    assert [s.params["learning_rate"] for s in specs][:1] == [2e-4]  # what the answer picked before closing
+    rec = specs[0].proposal_record
+    assert "closed" not in rec and rec["agent"]["overruled"].startswith("stop overruled: the search reopened")
+    assert not [e for e in journal(tree, ctx) if e[0] == "branches_reopened"]  # reopened once, not again
+
+
+def test_no_reopening_without_a_stage_worth_of_budget_and_none_of_open_nodes():
+    tree = tree_with({"n1": 0.5, "n2": 0.4, "n3": 0.45})
+    ctx = context(Closer(stops={"n1", "n2", "n3"}), tokens_left=100.0)  # less than 20% of a 1,000-token stage
+    assert MCTS().ask(tree, 2, ctx) == []
+    assert [e[0] for e in journal(tree, ctx)] == ["proposal"] * 3 and not tree.reopened
+    # an agent that closes nothing never triggers it either
+    tree = tree_with({"n1": 0.5})
+    ctx = context(Closer())
+    assert MCTS().ask(tree, 2, ctx) and ctx.events == []
+
+
+def test_a_garbage_collected_checkpoint_is_never_a_parent():
+    tree = tree_with({"n1": 0.5, "n2": 0.4, "n3": 0.45})
+    tree.apply("checkpoint_deleted", "n1", {})
+    ctx = context(Closer())
+    parents = []
+    while specs := MCTS().ask(tree, 2, ctx):
+        parents += [s.parent_id for s in specs]
+        for i, s in enumerate(specs):  # pretend they ran, so that the search moves on
+            node_id = f"n{len(tree.nodes)}"
+            tree.apply("node_created", node_id, {"parent_id": s.parent_id, "depth": 2, "params": s.params,
+                                                 "steps": 10})
+            tree.apply("stage_finished", node_id, {"val_score": random.Random(i).random(), "history": []})
+    assert len(parents) == 4 and set(parents) == {"n2", "n3"}  # the best node, n1, cannot be grown
+    assert "n1" not in MCTS().expandable(tree, ctx)
