@@ -29,8 +29,8 @@ class _Expander:
     """Shared ask loop: pick a target with ``_target``, ask the proposer for up to ``branching``
     children of it, repeat until ``n`` stages are planned or nothing is left to expand.
 
-    A tree with nothing left to expand while a stage's worth of budget is left reopens the branches
-    the agent closed: its "stop" is a judgement of where the budget is best spent, and spending it
+    A tree with nothing left to expand while budget is left (a fifth of a stage at least, what the
+    loop still runs) reopens the branches the agent closed: its "stop" is a judgement of where the budget is best spent, and spending it
     there beats leaving it unspent. Their checkpoints are kept for that (``expandable``).
     """
 
