@@ -159,6 +159,11 @@ def _fake_run(run_dir: Path, task: str = "number_sorting") -> None:
     j.append("stage_finished", "n3", {"history": hist, "val_score": 0.2, "cost": {"generated_tokens": 300},
                                       "checkpoint": None, "error": None, "steps": 2})
     j.append("node_pruned", "n3", {"saved_compute": 300})
+    llm = {"backend": "replay", "model": "m", "prompt_tokens": 50, "completion_tokens": 5, "seconds": 0.5}
+    j.append("proposal", "n1", {"proposer": "llm", "node": "n1", "k": 2, "input": {}, "output": output[:2],
+                                "agent": {"decision": "backup", "overruled": "backup overruled: ...", "llm": llm}})
+    j.append("proposal", "n3", {"proposer": "llm", "node": "n3", "k": 2, "input": {}, "output": [],
+                                "agent": {"decision": "stop", "llm": llm}, "closed": True})
     child("n4", "n1", 2, 1e-4, "back down")
     j.append("best_changed", "n1", {})
     j.close()
@@ -184,6 +189,9 @@ def test_report_of_a_handwritten_unfinished_run(tmp_path):
     vals = column(t["proposals-table"], "val")
     assert vals[1] == "failed: loss is NaN" and vals[2] == "0.200 (pruned)" and vals[3] == "pending"
     assert column(t["proposals-table"], "repairs")[0] == "learning_rate 1 -> 0.0002: clamped"
+    calls = t["agent-calls"]  # the call that closed n3's branch is shown, with its cost
+    assert column(calls, "decision") == ["backup (overruled)", "stop (closed the branch)"]
+    assert column(calls, "children") == ["n4", "-"] and column(calls, "prompt tokens") == ["50", "50"]
     assert "has not finished" in html and "unfinished" in md
     assert "| 1 | n1 | 2 | continue | learning_rate 0.0001 -> 0.0002 |" in md
     # the paths are returned, and rewriting replaces the files whole

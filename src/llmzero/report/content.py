@@ -242,10 +242,15 @@ def _calls_table(calls: Sequence[AgentCall], i: int) -> Table:
     for k, c in enumerate(calls):
         agent = c.agent or {}
         llm = agent.get("llm") or {}
+        decision = str(agent.get("decision", ""))
+        if c.closed:
+            decision += " (closed the branch)"
+        elif agent.get("overruled"):
+            decision += " (overruled)"
         rows.append((str(k + 1), c.parent, ", ".join(c.children) or "-",
                      f"{llm.get('backend', '')} / {llm.get('model', '')}", str(llm.get("prompt_tokens", "")),
                      str(llm.get("completion_tokens", "")), f"{llm.get('seconds', 0.0):.1f}",
-                     str(agent.get("decision", "")), str(agent.get("repaired", "")),
+                     decision, str(agent.get("repaired", "")),
                      str(agent.get("fallback") or "")))
     return Table(("#", "from node", "children", "backend / model", "prompt tokens", "completion tokens",
                   "seconds", "decision", "repaired", "fell back because"), rows,

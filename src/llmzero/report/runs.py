@@ -33,6 +33,8 @@ class AgentCall:
     for the rule-based proposers."""
     children: list[str] = field(default_factory=list)
     """The nodes created from this proposal (fewer than ``output`` when the budget ran short)."""
+    closed: bool = False
+    """The agent's answer closed ``parent``'s branch ("stop" or "backup" on a stage that got worse)."""
 
     @property
     def diagnosis(self) -> str:
@@ -144,7 +146,8 @@ def _proposals(journal: Journal) -> tuple[list[AgentCall], dict[str, AgentCall]]
     for seq, _, kind, node_id, payload in journal.events():
         if kind == "proposal" and node_id is not None:
             call = AgentCall(seq=seq, parent=node_id, proposer=str(payload.get("proposer", "")),
-                             output=tuple(payload.get("output") or ()), agent=payload.get("agent") or None)
+                             output=tuple(payload.get("output") or ()), agent=payload.get("agent") or None,
+                             closed=bool(payload.get("closed")))
             calls.append(call)
             latest[node_id] = call
         elif kind == "node_created" and node_id is not None:
