@@ -30,8 +30,9 @@ class _Expander:
     children of it, repeat until ``n`` stages are planned or nothing is left to expand.
 
     A tree with nothing left to expand while budget is left (a fifth of a stage at least, what the
-    loop still runs) reopens the branches the agent closed: its "stop" is a judgement of where the budget is best spent, and spending it
-    there beats leaving it unspent. Their checkpoints are kept for that (``expandable``).
+    loop still runs) reopens the branches the agent closed: its "stop" is a judgement of where the
+    budget is best spent, and spending it there beats leaving it unspent. Their checkpoints are kept
+    for that (``expandable``).
     """
 
     def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
