@@ -71,7 +71,8 @@ def test_a_closing_answer_is_journaled_and_a_resumed_search_keeps_the_branch_clo
     events = journal(tree, ctx)
     (kind, node_id, rec), = [e for e in events if e[0] == "proposal"]
     assert (kind, node_id, rec["closed"], rec["output"]) == ("proposal", "n1", True, [])
-    assert rec["agent"]["decision"] == "stop" and rec["agent"]["llm"]["prompt_tokens"] == 100  # its cost counts
+    assert rec["agent"]["decision"] == "stop"
+    assert rec["agent"]["llm"]["prompt_tokens"] == 100  # its cost counts
     assert tree.closed == {"n1"}
     # a resumed search has a fresh agent that never saw the answer: the journal's closure still holds
     resumed = Closer()
@@ -85,10 +86,10 @@ def test_a_closing_answer_is_journaled_and_a_resumed_search_keeps_the_branch_clo
 
 def test_an_exhausted_tree_reopens_the_closed_branches_while_budget_is_left():
     tree = tree_with({"n1": 0.5, "n2": 0.4})
-    for i, parent in ((3, "root"),):  # the root is full: max_children 2 -> 3 children
-        tree.apply("node_created", f"n{i}", {"parent_id": parent, "depth": 1, "params": DEFAULT_SPACE.defaults(),
-                                             "steps": 10})
-        tree.apply("stage_failed", f"n{i}", {"val_score": None, "history": []})
+    # a failed child, never a parent (the root is full with max_children 2)
+    tree.apply("node_created", "n3", {"parent_id": "root", "depth": 1, "params": DEFAULT_SPACE.defaults(),
+                                      "steps": 10})
+    tree.apply("stage_failed", "n3", {"val_score": None, "history": []})
     agent = Closer(stops={"n1", "n2"})
     ctx = context(agent)
     assert MCTS().ask(tree, 2, ctx) == []  # both branches closed: nothing to expand

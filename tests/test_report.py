@@ -161,7 +161,8 @@ def _fake_run(run_dir: Path, task: str = "number_sorting") -> None:
     j.append("node_pruned", "n3", {"saved_compute": 300})
     llm = {"backend": "replay", "model": "m", "prompt_tokens": 50, "completion_tokens": 5, "seconds": 0.5}
     j.append("proposal", "n1", {"proposer": "llm", "node": "n1", "k": 2, "input": {}, "output": output[:2],
-                                "agent": {"decision": "backup", "overruled": "backup overruled: ...", "llm": llm}})
+                                "agent": {"decision": "backup", "overruled": "backup overruled: ...",
+                                          "llm": llm}})
     j.append("proposal", "n3", {"proposer": "llm", "node": "n3", "k": 2, "input": {}, "output": [],
                                 "agent": {"decision": "stop", "llm": llm}, "closed": True})
     child("n4", "n1", 2, 1e-4, "back down")

@@ -254,7 +254,8 @@ def test_an_agent_that_closes_branches_leaves_no_budget_unspent(xs_base, tmp_pat
     """Every answer says "stop": the branches that did not improve are closed (journaled, their calls
     counted), and once nothing else is left the search reopens them instead of stopping early."""
     answer = {"diagnosis": "no progress", "decision": "stop", "proposals": [
-        {"changes": [{"name": "learning_rate", "value": 2e-4}], "rationale": "try faster", "expected_effect": "?"}]}
+        {"changes": [{"name": "learning_rate", "value": 2e-4}], "rationale": "try faster",
+         "expected_effect": "?"}]}
     path = tmp_path / "transcript.jsonl"
     path.write_text(json.dumps({"messages": [], "text": json.dumps(answer), "prompt_tokens": 900,
                                 "completion_tokens": 80, "seconds": 1.5}) + "\n")
