@@ -1,6 +1,5 @@
 """Real short GRPO runs on a CPU: stages, resume, parameters applied, determinism, failure as data."""
 
-import json
 import os
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import torch
 from llmzero.execution import LocalPool, RunnerSpec
 from llmzero.models.tiny import build_tiny, preset
 from llmzero.strategy import Stage, StageMode
-from llmzero.tasks import TaskSpec, get_task, task_space
+from llmzero.tasks import TaskSpec, task_space
 from llmzero.training import CheckpointError, check_checkpoint
 from llmzero.training.grpo import GRPOStageRunner, TrainingSettings
 

@@ -4,14 +4,13 @@ import json
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.llm import render_system
 from llmzero.space import DEFAULT_SPACE
-from llmzero.strategy import StageMode, Strategy
+from llmzero.strategy import Strategy
 from llmzero.transfer import Move, Prior, apply_move, map_strategy
 
 SPACE = DEFAULT_SPACE.with_defaults(max_completion_length=40)

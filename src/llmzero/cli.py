@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +22,7 @@ from llmzero.models.tiny import PRESETS, ModelError
 from llmzero.search.journal import JournalError
 from llmzero.space import SpaceError
 from llmzero.strategy import Strategy, StrategyError
-from llmzero.tasks import BUILTIN, TaskError, TaskSpec, get_task, task_space
+from llmzero.tasks import BUILTIN, TaskError, TaskSpec, task_space
 from llmzero.training._base import CheckpointError, check_checkpoint
 from llmzero.transfer import TransferError
 

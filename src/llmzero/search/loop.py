@@ -22,7 +22,7 @@ from typing import Any
 from llmzero.config import ExperimentConfig
 from llmzero.search.journal import Journal, JournalError, Recorder
 from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
-from llmzero.search.tree import ROOT, Node, NodeState, Tree
+from llmzero.search.tree import ROOT, Node, NodeState
 from llmzero.strategy import Stage, StageMode, Strategy
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from llmzero.models.generate import greedy_generate
 from llmzero.models.tokenizer import load_tokenizer
 from llmzero.strategy import Stage, StageMode
 from llmzero.tasks import Task, accuracy, make_reward_func
-from llmzero.training._base import STAGE_INFO, CheckpointError, Cost, StageResult, check_checkpoint
+from llmzero.training._base import STAGE_INFO, CheckpointError, StageResult, check_checkpoint
 
 log = logging.getLogger(__name__)
 
