@@ -469,13 +469,66 @@ def dynamics(bench: dict[str, Any], out: Path) -> dict[str, Any] | None:
             "summary": summarize(found).to_dict()}
 
 
+def stage_gains(trees: list[Any], capacity: set[str]) -> list[dict[str, Any]]:
+    """What one stage adds to its parent's validation score, by depth, pooled over the given trees.
+
+    Rows by (depth, whether the stage raised a capacity parameter above its parent's value: a larger
+    response length, group or difficulty, which makes a step dearer): stages scored, mean validation gain
+    over the parent (the root is the base model), mean generated tokens, and how many trees' best node
+    is such a stage. Failed stages and stages whose parent has no score are left out.
+    """
+    from llmzero.search.tree import NodeState
+
+    rows: dict[tuple[int, bool], dict[str, Any]] = {}
+    for tree in trees:
+        best = tree.best()
+        for node in tree.stages():
+            parent = tree.nodes[node.parent_id]
+            if node.state is NodeState.FAILED or node.val_score is None or parent.val_score is None:
+                continue
+            raised = any(node.params[k] > parent.params[k] for k in capacity
+                         if k in node.params and k in parent.params)
+            r = rows.setdefault((node.depth, raised), {"depth": node.depth, "capacity_raised": raised,
+                                                       "stages": 0, "gain": 0.0, "tokens": 0, "best_of": 0})
+            r["stages"] += 1
+            r["gain"] += node.val_score - parent.val_score
+            r["tokens"] += node.compute
+            r["best_of"] += best is not None and best.id == node.id
+    return [{"depth": r["depth"], "capacity_raised": r["capacity_raised"], "stages": r["stages"],
+             "mean_gain": r["gain"] / r["stages"], "mean_tokens": r["tokens"] / r["stages"],
+             "best_of": r["best_of"]} for _, r in sorted(rows.items())]
+
+
+def searched_trees(bench: dict[str, Any], out: Path) -> list[Any]:
+    """The trees of every finished searched cell (every method but base), replayed from their journals."""
+    from llmzero.search import JOURNAL, Journal
+
+    trees = []
+    for t, m, s in cells(bench):
+        d = run_dir(out, t, m, s)
+        if METHODS.get(m) is None or cell_state(d, m)[0] != "done":
+            continue
+        j = Journal(d / JOURNAL)
+        trees.append(j.replay())
+        j.close()
+    return trees
+
+
+def _capacity_names() -> set[str]:
+    # Roles are the same in every task's space (a task only changes defaults), so the default space serves.
+    from llmzero.space import DEFAULT_SPACE, Role
+
+    return {p.name for p in DEFAULT_SPACE.by_role(Role.CAPACITY)}
+
+
 def write_results(bench: dict[str, Any], out: Path, results: Path, config_path: str = "") -> dict[str, Any]:
     try:
         runs_dir = str(out.resolve().relative_to(REPO))
     except ValueError:
         runs_dir = str(out.resolve())
     obj = {"machine": machine(), "config_file": config_path, "config": bench, "runs_dir": runs_dir,
-           "records": collect(bench, out), "dynamics": dynamics(bench, out)}
+           "records": collect(bench, out), "dynamics": dynamics(bench, out),
+           "stage_gains": stage_gains(searched_trees(bench, out), _capacity_names())}
     _write_json(results, obj)
     return obj
 
@@ -691,6 +744,42 @@ def headroom_table(res: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|---|", *rows]
 
 
+def gains_table(res: dict[str, Any]) -> list[str]:
+    rows = res.get("stage_gains") or []
+    if not rows:
+        return []
+    lines = [f"| {r['depth']} | {'yes' if r['capacity_raised'] else 'no'} | {r['stages']} "
+             f"| {r['mean_gain']:+.3f} | {r['mean_tokens']:,.0f} | {r['best_of']} |" for r in rows]
+    cells_ = sum(r["best_of"] for r in rows)
+    return ["", "### What a stage adds", "",
+            "Every scored stage of every searched cell (every method but base), by depth: its validation "
+            "score minus its parent's (depth 1: minus the base model's), and whether it raised a capacity "
+            f"parameter (response length, group size, difficulty) above its parent's. Best node: in how many "
+            f"of the {cells_} cells the best node by validation is such a stage.", "",
+            "| depth | capacity raised | stages | mean val gain over the parent | mean tokens | best node |",
+            "|---|---|---|---|---|---|", *lines]
+
+
+def selection_table(res: dict[str, Any]) -> list[str]:
+    rows = []
+    for method in res["config"]["methods"]:
+        rs = [r for r in res["records"] if r["method"] == method and METHODS.get(method) is not None
+              and r["best_val"] is not None and r["test_score"] is not None]
+        if not rs:
+            continue
+        gaps = [r["best_val"] - r["test_score"] for r in rs]
+        sd = _std(gaps)
+        rows.append(f"| {method} | {len(rs)} | {_mean(gaps):+.3f} | {'-' if sd is None else f'{sd:.3f}'} "
+                    f"| {_mean([r['nodes'] for r in rs]):.1f} |")
+    if not rows:
+        return []
+    return ["", "### Selection: the picked node's validation score against its test score", "",
+            "Per searched cell, the best node's validation score minus its test score: what choosing the best "
+            "of many nodes on one validation split adds (mean) and how far one node's validation score says "
+            "its test score (std).", "",
+            "| method | cells | mean val - test | std | nodes compared (mean) |", "|---|---|---|---|---|", *rows]
+
+
 def table(res: dict[str, Any]) -> str:
     st = Stats(res["records"])
     cfg = res["config"]
@@ -738,6 +827,8 @@ def table(res: dict[str, Any]) -> str:
             "completion tokens and seconds, mean over seeds.", "", "### Targets", ""]
     out += targets(res)
     out += headroom_table(res)
+    out += selection_table(res)
+    out += gains_table(res)
     out += agent_table(res)
     out += ["", "### Parameter dynamics of the LLMZero runs", ""]
     dyn = res.get("dynamics")

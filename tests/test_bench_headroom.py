@@ -1,5 +1,6 @@
-"""The benchmark's headroom section: per seed, the searched cell with the best validation score is
-picked across methods and reported on test, never by its test score."""
+"""The benchmark's analysis sections: headroom (per seed, the searched cell with the best validation
+score is picked across methods and reported on test, never by its test score), what a stage adds by
+depth, and the picked node's validation score against its test score."""
 
 import importlib.util
 from pathlib import Path
@@ -41,3 +42,46 @@ def test_headroom_section_in_the_table():
     row = next(x for x in lines if x.startswith("| t |"))
     assert "| 0.400 | 0.440 | +10.0% | 2.0x | seed 0: 0.440 (llmzero) |" in row
     assert search.headroom_table({"records": records[1:], "config": {"tasks": ["t"]}}) == []  # no grid: none
+
+
+def tree(*stages):
+    """A tree from (id, parent, depth, params, val, tokens, failed) rows; the root scores 0.30."""
+    from llmzero.search.tree import Tree
+
+    t = Tree()
+    t.apply("root", None, {"params": {"num_generations": 8, "learning_rate": 1e-4}, "val_score": 0.30})
+    for node_id, parent, depth, params, val, tokens, failed in stages:
+        t.apply("node_created", node_id, {"parent_id": parent, "depth": depth, "params": params})
+        t.apply("stage_failed" if failed else "stage_finished", node_id,
+                {"val_score": None if failed else val, "cost": {"generated_tokens": tokens}})
+    return t
+
+
+def test_stage_gains_by_depth_and_capacity():
+    same, more = {"num_generations": 8, "learning_rate": 1e-4}, {"num_generations": 16, "learning_rate": 1e-4}
+    a = tree(("n1", "root", 1, same, 0.40, 100, False),
+             ("n2", "root", 1, more, 0.36, 200, False),   # raised num_generations: capacity
+             ("n3", "n1", 2, dict(same, learning_rate=5e-5), 0.44, 100, False),  # regularization only
+             ("n4", "n1", 2, more, 0.38, 300, False),
+             ("n5", "n3", 3, same, None, 50, True))        # failed: left out
+    b = tree(("n1", "root", 1, same, 0.50, 120, False))
+    rows = search.stage_gains([a, b], {"num_generations", "max_completion_length", "difficulty"})
+    by = {(r["depth"], r["capacity_raised"]): r for r in rows}
+    assert list(by) == [(1, False), (1, True), (2, False), (2, True)]
+    assert by[1, False]["stages"] == 2 and by[1, False]["mean_gain"] == pytest.approx((0.10 + 0.20) / 2)
+    assert by[1, False]["mean_tokens"] == 110 and by[1, False]["best_of"] == 1  # tree b's best
+    assert by[1, True]["mean_gain"] == pytest.approx(0.06) and by[1, True]["best_of"] == 0
+    assert by[2, False]["mean_gain"] == pytest.approx(0.04) and by[2, False]["best_of"] == 1  # tree a's best
+    # n4 raised num_generations over its parent n1's 8: compared with the parent, not the root
+    assert by[2, True]["mean_gain"] == pytest.approx(-0.02) and by[2, True]["mean_tokens"] == 300
+    lines = search.gains_table({"stage_gains": rows})
+    assert "| 2 | yes | 1 | -0.020 | 300 | 0 |" in lines
+    assert any("of the 2 cells" in x for x in lines)
+
+
+def test_selection_section_compares_validation_and_test():
+    records = [rec("t", "base", 0, 0.30, 0.30, 0) | {"nodes": 0},
+               rec("t", "grid", 0, 0.42, 0.40) | {"nodes": 9}, rec("t", "grid", 1, 0.40, 0.41) | {"nodes": 7}]
+    lines = search.selection_table({"records": records, "config": {"methods": ["base", "grid"]}})
+    assert "| grid | 2 | +0.005 | 0.021 | 8.0 |" in lines  # gaps +0.02 and -0.01
+    assert not any(x.startswith("| base |") for x in lines)  # base picks nothing

@@ -127,6 +127,12 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     dyn = res["dynamics"]
     assert dyn["runs"] == ["number_sorting/llmzero/seed0"] and dyn["paths"] >= 1
     assert {p["name"] for p in dyn["parameters"]} >= {"learning_rate", "max_completion_length"}
+    # what a stage adds: every scored stage of the searched cells counted once, one best node a cell
+    gains = res["stage_gains"]
+    scored = sum(count(cell[m], "stage_finished") for m in METHODS if m != "base")
+    assert 0 < sum(g["stages"] for g in gains) <= scored
+    assert sum(g["best_of"] for g in gains) == len(METHODS) - 1
+    assert {g["depth"] for g in gains} >= {1, 2}
 
     # 4. once more: a no-op that trains nothing
     before = {m: len(events(cell[m])) for m in METHODS if m != "base"}
@@ -150,6 +156,7 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     assert "**NOT met**: LLMZero above its no-LLM ablation" in targets
     assert "**n/a**: LLMZero above random, pbt and skill" in targets  # not run at CI size
     assert "verdict:" in t
+    assert "### What a stage adds" in t and "### Selection" in t
     chose = t.split("### What the agent chose")[1].split("### Parameter dynamics")[0]
     assert "| llmzero | " in chose and "| llmzero-noLLM |" not in chose  # LLM methods only
     # headroom: the searched cell with the best validation score, reported on its test score
