@@ -750,12 +750,12 @@ def gains_table(res: dict[str, Any]) -> list[str]:
         return []
     lines = [f"| {r['depth']} | {'yes' if r['capacity_raised'] else 'no'} | {r['stages']} "
              f"| {r['mean_gain']:+.3f} | {r['mean_tokens']:,.0f} | {r['best_of']} |" for r in rows]
-    cells_ = sum(r["best_of"] for r in rows)
+    n_cells = sum(r["best_of"] for r in rows)
     return ["", "### What a stage adds", "",
             "Every scored stage of every searched cell (every method but base), by depth: its validation "
             "score minus its parent's (depth 1: minus the base model's), and whether it raised a capacity "
-            f"parameter (response length, group size, difficulty) above its parent's. Best node: in how many "
-            f"of the {cells_} cells the best node by validation is such a stage.", "",
+            "parameter (response length, group size, difficulty) above its parent's. Best node: in how many "
+            f"of the {n_cells} cells the best node by validation is such a stage.", "",
             "| depth | capacity raised | stages | mean val gain over the parent | mean tokens | best node |",
             "|---|---|---|---|---|---|", *lines]
 
@@ -775,8 +775,8 @@ def selection_table(res: dict[str, Any]) -> list[str]:
         return []
     return ["", "### Selection: the picked node's validation score against its test score", "",
             "Per searched cell, the best node's validation score minus its test score: what choosing the best "
-            "of many nodes on one validation split adds (mean) and how far one node's validation score says "
-            "its test score (std).", "",
+            "of many nodes on one validation split adds (mean), and how closely one node's validation score "
+            "predicts its test score (std).", "",
             "| method | cells | mean val - test | std | nodes compared (mean) |", "|---|---|---|---|---|", *rows]
 
 
