@@ -672,6 +672,12 @@ def targets(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _section(title: str, intro: str, columns: list[str], rows: list[str]) -> list[str]:
+    """One section of the table's Markdown: a heading, a paragraph, then a table of ``rows``."""
+    return ["", f"### {title}", "", intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *rows]
+
+
 def agent_table(res: dict[str, Any]) -> list[str]:
     """Pooled over tasks and seeds: which menu options each LLM method's agent picked, and its decisions."""
     rows = []
@@ -687,11 +693,11 @@ def agent_table(res: dict[str, Any]) -> list[str]:
                     f"{', '.join(f'{k} {v}' for k, v in sorted(decisions.items())) or '-'} |")
     if not rows:
         return []
-    return ["", "### What the agent chose", "",
-            "The agent's menu lists the skill library's proposals in its order (remedies for the findings "
-            "first, then keep going and small moves in a shuffled order); the no-LLM ablation takes the "
-            "first ones. Pooled over tasks and seeds.", "",
-            "| method | answers | options picked (share of picks) | decisions |", "|---|---|---|---|", *rows]
+    return _section("What the agent chose",
+                    "The agent's menu lists the skill library's proposals in its order (remedies for "
+                    "the findings first, then keep going and small moves in a shuffled order); the no-LLM "
+                    "ablation takes the first ones. Pooled over tasks and seeds.",
+                    ["method", "answers", "options picked (share of picks)", "decisions"], rows)
 
 
 def headroom(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -736,12 +742,12 @@ def headroom_table(res: dict[str, Any]) -> list[str]:
         picks = "; ".join(f"seed {s}: {_f(x)} ({m})" for s, x, m in zip(h["seeds"], h["pooled"], h["methods"]))
         rows.append(f"| {task} | {_f(_mean(h['grid']))} | {_f(_mean(h['pooled']))} | {_pct(h['rel'])} "
                     f"| {_mean(h['compute']):.1f}x | {picks} |")
-    return ["", "### Headroom: the best of every search together", "",
-            "Per seed, the checkpoint with the best validation score among every searched cell of that seed "
-            "(every method but base), reported on test: a search with the compute of all of them together. "
-            "Compute is the pooled cells' spend over grid's.", "",
-            "| task | grid test | pooled pick's test | vs grid | compute (x grid's) | per seed: test (method) |",
-            "|---|---|---|---|---|---|", *rows]
+    return _section("Headroom: the best of every search together",
+                    "Per seed, the checkpoint with the best validation score among every searched cell of "
+                    "that seed (every method but base), reported on test: a search with the compute of all "
+                    "of them together. Compute is the pooled cells' spend over grid's.",
+                    ["task", "grid test", "pooled pick's test", "vs grid", "compute (x grid's)",
+                     "per seed: test (method)"], rows)
 
 
 def gains_table(res: dict[str, Any]) -> list[str]:
@@ -751,13 +757,14 @@ def gains_table(res: dict[str, Any]) -> list[str]:
     lines = [f"| {r['depth']} | {'yes' if r['capacity_raised'] else 'no'} | {r['stages']} "
              f"| {r['mean_gain']:+.3f} | {r['mean_tokens']:,.0f} | {r['best_of']} |" for r in rows]
     n_cells = sum(r["best_of"] for r in rows)
-    return ["", "### What a stage adds", "",
-            "Every scored stage of every searched cell (every method but base), by depth: its validation "
-            "score minus its parent's (depth 1: minus the base model's), and whether it raised a capacity "
-            "parameter (response length, group size, difficulty) above its parent's. Best node: in how many "
-            f"of the {n_cells} cells the best node by validation is such a stage.", "",
-            "| depth | capacity raised | stages | mean val gain over the parent | mean tokens | best node |",
-            "|---|---|---|---|---|---|", *lines]
+    return _section("What a stage adds",
+                    "Every scored stage of every searched cell (every method but base), by depth: its "
+                    "validation score minus its parent's (depth 1: minus the base model's), and whether it "
+                    "raised a capacity parameter (response length, group size, difficulty) above its "
+                    f"parent's. Best node: in how many of the {n_cells} cells the best node by validation is "
+                    "such a stage.",
+                    ["depth", "capacity raised", "stages", "mean val gain over the parent", "mean tokens",
+                     "best node"], lines)
 
 
 def selection_table(res: dict[str, Any]) -> list[str]:
@@ -773,11 +780,11 @@ def selection_table(res: dict[str, Any]) -> list[str]:
                     f"| {_mean([r['nodes'] for r in rs]):.1f} |")
     if not rows:
         return []
-    return ["", "### Selection: the picked node's validation score against its test score", "",
-            "Per searched cell, the best node's validation score minus its test score: what choosing the best "
-            "of many nodes on one validation split adds (mean), and how closely one node's validation score "
-            "predicts its test score (std).", "",
-            "| method | cells | mean val - test | std | nodes compared (mean) |", "|---|---|---|---|---|", *rows]
+    return _section("Selection: the picked node's validation score against its test score",
+                    "Per searched cell, the best node's validation score minus its test score: what choosing "
+                    "the best of many nodes on one validation split adds (mean), and how closely one node's "
+                    "validation score predicts its test score (std).",
+                    ["method", "cells", "mean val - test", "std", "nodes compared (mean)"], rows)
 
 
 def table(res: dict[str, Any]) -> str:
