@@ -13,7 +13,7 @@ $(BIN)/python:
 # torch first: the pinned CPU build, so that nothing pulls a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -212,7 +212,16 @@ def search_cmd(
 
     configure_process(1)
     run = SearchRun(cfg, run_dir, resume=resume is not None, workers=workers)
-    summary = _live_search(run, transient=json_)
+    try:
+        run.open_executor()
+        summary = _live_search(run, transient=json_)
+    except ConfigError:  # the executor cannot be had (a Ray cluster out of reach): nothing was trained
+        run.close()
+        if resume is None and not run.tree.meta:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind
+        raise
     run.close()
     if report:
         from llmzero.report import write_report
@@ -372,7 +381,7 @@ def transfer_cmd(
                 base_dir, base_test = _base(spec, cfg.model, cfg.base_seed, progress)
                 tid = progress.add_task("replaying the strategy", total=None)
                 s = train_schedule(spec, strategy, d, base_dir, base_test=base_test, seed=cfg.seed,
-                                   workers=cfg.executor.workers, prompts_per_step=cfg.training.prompts_per_step,
+                                   executor=cfg.executor, prompts_per_step=cfg.training.prompts_per_step,
                                    on_stage=lambda i, res: _print_stage(i, res, quiet=json_),
                                    say=lambda msg: progress.update(tid, description=f"replay: {msg}"))
         results["replay"] = {"test_score": s["test_score"], "base_test_score": s["base_test_score"],

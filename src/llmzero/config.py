@@ -117,7 +117,17 @@ class BudgetConfig(_Model):
 
 
 class ExecutorConfig(_Model):
-    workers: int = Field(1, ge=1, le=64, description="Persistent worker processes; stages run in parallel.")
+    kind: Literal["local", "ray"] = Field(
+        "local", description="Where stages run: 'local' (worker processes on this machine) or 'ray' (Ray actors, "
+        "on a local Ray instance or a cluster; install with `pip install 'llmzero[ray]'`).")
+    workers: int = Field(1, ge=1, le=64, description="Persistent workers (processes or Ray actors); stages run "
+                         "in parallel.")
+    address: str | None = Field(
+        None, description="kind 'ray' only: the cluster to join ('auto', or 'ray://HOST:10001'); unset starts a "
+        "Ray instance on this machine. Workers write checkpoints under the run directory, so on a cluster it "
+        "must be on a filesystem every node mounts at the same path.")
+    cpus_per_worker: int = Field(1, ge=1, le=256, description="kind 'ray' only: CPUs each actor reserves, and its "
+                                 "torch threads.")
 
 
 class StorageConfig(_Model):
@@ -164,6 +174,11 @@ def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
 
 
 def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
+    ex = cfg.executor
+    for name, value, default in (("address", ex.address, None), ("cpus_per_worker", ex.cpus_per_worker, 1)):
+        if ex.kind != "ray" and value != default:
+            raise ConfigError(f"{where}executor.{name}={value!r} is not allowed with executor.kind={ex.kind!r}: "
+                              "it applies to executor.kind='ray' only")
     if cfg.llm.curves and cfg.llm.backend == "llama":
         raise ConfigError(f"{where}llm.curves=true is not allowed with llm.backend='llama': the embedded model "
                           "reads text only (use the openai backend with a vision-capable model)")

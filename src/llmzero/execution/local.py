@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -76,12 +77,13 @@ def _exit_with_parent(poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="llmzero-parent-watch", daemon=True).start()
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, watch_parent: bool = True) -> None:
     import psutil
 
     from llmzero.runtime import configure_process
 
-    _exit_with_parent()
+    if watch_parent:
+        _exit_with_parent()
     configure_process(threads)
     import trl  # noqa: F401 - pay the import here, once per worker
 
@@ -114,6 +116,26 @@ def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str
     return _run_in_worker(spec, parent, stage, out_dir, seed, token_limit)
 
 
+def failures_as_results(inner: Future, parent: str | None, stage: Stage, seed: int,
+                        on_done: Callable[[Future], None] | None = None) -> Future:
+    """A future that resolves to ``inner``'s StageResult, or to a failed one if ``inner`` raised
+    (a dead worker, an unpicklable result): an executor never raises a stage's failure at the search.
+    ``on_done(inner)`` runs first, before the search can see the result."""
+    outer: Future = Future()
+
+    def done(f: Future) -> None:
+        if on_done is not None:
+            on_done(f)
+        try:
+            outer.set_result(f.result())
+        except BaseException as e:  # noqa: BLE001 - a dead worker or an unpicklable result
+            outer.set_result(StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent,
+                                         error=f"worker process failed: {e.__class__.__name__}: {e}"))
+
+    inner.add_done_callback(done)
+    return outer
+
+
 # -- the pool -----------------------------------------------------------------------------------------
 
 
@@ -125,6 +147,9 @@ class LocalPool:
             raise ValueError(f"workers={workers} is not allowed: expected an integer >= 0")
         self.workers, self.threads = workers, threads
         self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Nothing to acquire: the worker processes start with the first stage."""
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -139,22 +164,12 @@ class LocalPool:
             fut: Future = Future()
             fut.set_result(_run_inline(spec, parent, stage, out_dir, seed, token_limit))
             return fut
-        outer: Future = Future()
         try:
             inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
         except BrokenProcessPool:
             self._reset()
             inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
-
-        def done(f: Future) -> None:
-            try:
-                outer.set_result(f.result())
-            except BaseException as e:  # noqa: BLE001 - a dead worker or an unpicklable result
-                outer.set_result(StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent,
-                                             error=f"worker process failed: {e.__class__.__name__}: {e}"))
-
-        inner.add_done_callback(done)
-        return outer
+        return failures_as_results(inner, parent, stage, seed)
 
     def run(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
             token_limit: int | None = None) -> StageResult:

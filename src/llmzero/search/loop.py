@@ -99,6 +99,7 @@ class SearchRun:
         self.ctx = SearchContext(cfg=self.cfg, space=self.space, proposer=self._proposer(), extra=extra)
         self.base_dir: str | None = self.tree.meta.get("base_dir")
         self.t0 = time.time()  # wall time counts this process only (a resumed run starts again at 0)
+        self._pool = None
 
     # -- set-up -----------------------------------------------------------------------------------------
 
@@ -204,18 +205,18 @@ class SearchRun:
     # -- the loop ---------------------------------------------------------------------------------------
 
     def run(self, on_status: Callable[[Status], None] | None = None) -> dict[str, Any]:
-        from llmzero.execution import LocalPool, RunnerSpec
+        from llmzero.execution import RunnerSpec
 
         def say(msg: str) -> None:
             if on_status is not None:
                 on_status(self.status(msg))
 
-        self._start(say)
-        self._requeue_in_flight()
-        runner = RunnerSpec(self.task_spec, self.base_dir, _settings(self.cfg))
         failures = 0
         stop_reason = "budget spent"
-        with LocalPool(self.workers) as pool:
+        with self.open_executor() as pool:
+            self._start(say)
+            self._requeue_in_flight()
+            runner = RunnerSpec(self.task_spec, self.base_dir, _settings(self.cfg))
             while True:
                 if self.cfg.budget.wall_seconds and self.elapsed() >= self.cfg.budget.wall_seconds:
                     stop_reason = "wall-clock limit"
@@ -249,7 +250,19 @@ class SearchRun:
                 if failures >= MAX_FAILURES_IN_A_ROW:
                     stop_reason = f"{failures} stages failed in a row"
                     break
+        self._pool = None  # closed
         return self._finish(stop_reason, say)
+
+    def open_executor(self):
+        """The executor the config names, started: a cluster that cannot be joined raises a ConfigError
+        here, before anything is trained. ``run`` opens it if the caller has not, and closes it."""
+        if self._pool is None:
+            from llmzero.execution import make_executor
+
+            pool = make_executor(self.cfg.executor, self.workers)
+            pool.start()
+            self._pool = pool
+        return self._pool
 
     def _ask(self) -> list[StageSpec]:
         """The method's next stages. The events it queued (a proposal that closed its node, reopened

@@ -12,24 +12,29 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmzero.strategy import Strategy
 from llmzero.tasks import TaskSpec
 from llmzero.training._base import StageResult
 
+if TYPE_CHECKING:
+    from llmzero.config import ExecutorConfig
+
 
 def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base_dir: str, *,
                    base_test: float | None = None, parent: str | None = None, seed: int = 0, workers: int = 1,
-                   prompts_per_step: int = 8,
+                   prompts_per_step: int = 8, executor: ExecutorConfig | None = None,
                    on_stage: Callable[[int, StageResult], None] | None = None,
                    say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``strategy`` from ``parent`` (default: the base model) and score it on test.
 
     ``on_stage(i, result)`` is called after each stage, ``say(message)`` before each long step.
     Training stops at the first failed stage (its result is kept and the summary counts it).
+    Stages run in a local pool of ``workers`` processes (0: in this process), or on the executor
+    that ``executor`` names.
     """
-    from llmzero.execution import LocalPool, RunnerSpec
+    from llmzero.execution import LocalPool, RunnerSpec, make_executor
     from llmzero.training.evaluate import evaluate_checkpoint
     from llmzero.training.grpo import TrainingSettings
 
@@ -41,7 +46,8 @@ def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base
     task = spec.build()
     results: list[dict[str, Any]] = []
     runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=prompts_per_step))
-    with LocalPool(workers) as pool:
+    with (make_executor(executor) if executor is not None else LocalPool(workers)) as pool:
+        pool.start()
         for i, stage in enumerate(strategy.stages):
             say(f"stage {i + 1}/{len(strategy.stages)}: {stage.steps} GRPO steps")
             stage_seed = stage.seed if stage.seed is not None else seed + i
