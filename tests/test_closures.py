@@ -1,5 +1,6 @@
 """Branches the agent closes: the closure is journaled (so a resumed search keeps it and its LLM call
-counts), and a tree with nothing else to expand reopens them while budget is left."""
+counts), and a tree with nothing else to expand reopens them while budget is left; with nothing to
+reopen either, it deepens."""
 
 import random
 
@@ -131,3 +132,42 @@ def test_a_garbage_collected_checkpoint_is_never_a_parent():
             tree.apply("stage_finished", node_id, {"val_score": random.Random(i).random(), "history": []})
     assert len(parents) == 4 and set(parents) == {"n2", "n3"}  # the best node, n1, cannot be grown
     assert "n1" not in MCTS().expandable(tree, ctx)
+
+
+def full_tree(vals: dict[str, float]) -> Tree:
+    """A depth-2 tree with nothing left to grow (max_children 2 everywhere): n1, n2 under the root and
+    two finished children under each, with these validation scores."""
+    tree = tree_with({"n1": 0.5, "n2": 0.4})
+    for i, (node_id, val) in enumerate(vals.items()):
+        tree.apply("node_created", node_id, {"parent_id": "n1" if i < 2 else "n2", "depth": 2,
+                                             "params": DEFAULT_SPACE.defaults(), "steps": 10})
+        tree.apply("stage_finished", node_id, {"val_score": val, "history": [], "checkpoint": f"ckpt/{node_id}"})
+    return tree
+
+
+def test_an_exhausted_tree_deepens_from_its_kept_leaves_the_best_first():
+    from llmzero.search.methods.tree_search import BestFirst
+
+    for method in (MCTS(), BestFirst()):
+        tree = full_tree({"n3": 0.55, "n4": 0.6, "n5": 0.45, "n6": 0.58})
+        tree.apply("checkpoint_deleted", "n5", {})  # garbage-collected: it cannot be a parent
+        ctx = context(Closer())
+        assert method.ask(tree, 2, ctx) == []  # nothing to expand, and nothing closed to reopen
+        (kind, _, payload), = journal(tree, ctx)
+        assert kind == "depth_extended" and payload["depth"] == 3
+        assert payload["nodes"] == ["n4", "n6", "n3"]  # the kept leaves, the best first
+        assert tree.depth_limit == 3 and ctx.max_depth(tree) == 3
+        specs = method.ask(tree, 2, ctx)
+        assert [s.parent_id for s in specs] == ["n4", "n4"], method.name  # the best leaf grows first
+        assert ctx.proposal_context(tree, "n4").max_depth == 3
+        assert "n6" in method.expandable(tree, ctx) and "n5" not in method.expandable(tree, ctx)
+
+
+def test_no_deepening_when_switched_off_or_without_a_stage_worth_of_budget():
+    off = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 10_000},
+                        "search": {"depth": 2, "branching": 2, "max_children": 2, "deepen": False}})
+    for ctx in (SearchContext(cfg=off, space=DEFAULT_SPACE, proposer=Closer(), tokens_left=10_000.0,
+                              stage_tokens=lambda p: 1000.0),
+                context(Closer(), tokens_left=100.0)):
+        tree = full_tree({"n3": 0.55, "n4": 0.6, "n5": 0.45, "n6": 0.58})
+        assert MCTS().ask(tree, 2, ctx) == [] and journal(tree, ctx) == [] and tree.depth_limit is None

@@ -259,7 +259,7 @@ def test_an_agent_that_closes_branches_leaves_no_budget_unspent(xs_base, tmp_pat
     path = tmp_path / "transcript.jsonl"
     path.write_text(json.dumps({"messages": [], "text": json.dumps(answer), "prompt_tokens": 900,
                                 "completion_tokens": 80, "seconds": 1.5}) + "\n")
-    cfg = config(xs_base, method="mcts", proposer="llm", early_stop={"enabled": False})
+    cfg = config(xs_base, method="mcts", proposer="llm", early_stop={"enabled": False}, deepen=False)
     cfg["llm"] = {"backend": "replay", "path": str(path), "answer": "free"}
     cfg["budget"] = {"compute": 3 * BUDGET}  # more than the whole tree (3 + 9 stages) costs
     summary, r = run(cfg, tmp_path / "stop")
@@ -274,3 +274,23 @@ def test_an_agent_that_closes_branches_leaves_no_budget_unspent(xs_base, tmp_pat
     assert summary["nodes"] == 12 and summary["stop_reason"] == "nothing left to expand"
     assert all(len(r.tree.nodes[i].children) == 3 for i in closed)  # each closed branch was grown after all
     assert j.replay().closed == closed == r.tree.closed
+
+
+@pytest.mark.parametrize("method", ["mcts", "skill"])
+def test_a_budget_larger_than_the_tree_deepens_it_instead_of_going_unspent(method, xs_base, tmp_path):
+    """The depth-2 tree of 3 + 9 stages costs about 2 x BUDGET; given 3 x BUDGET the search deepens
+    (journaled), grows the kept leaves and spends the budget. The journal replays to the same tree."""
+    cfg = config(xs_base, method=method, early_stop={"enabled": False})
+    cfg["budget"] = {"compute": 3 * BUDGET}
+    summary, r = run(cfg, tmp_path / method)
+    j = Journal(tmp_path / method / JOURNAL)
+    deepened = [p for _, _, _, _, p in j.events("depth_extended")]
+    assert deepened and deepened[0]["depth"] == 3, summary
+    assert [p["depth"] for p in deepened] == list(range(3, 3 + len(deepened)))
+    assert abs(summary["budget_spent"] - 3 * BUDGET) <= 0.05 * 3 * BUDGET, summary
+    assert summary["stop_reason"] == "budget spent"
+    deep = [n for n in r.tree.stages() if n.depth > 2]
+    assert deep and all(r.tree.nodes[n.parent_id].depth == n.depth - 1 for n in deep)
+    first = [n for n in deep if n.depth == 3]
+    assert first[0].parent_id == deepened[0]["nodes"][0]  # the best kept leaf grows first
+    assert j.replay().signature() == r.tree.signature() and j.replay().depth_limit == r.tree.depth_limit

@@ -86,6 +86,10 @@ class SearchConfig(_Model):
         "llm", description="Who proposes children in mcts: the LLM agent (default), or without an LLM the skill "
         "agent (the ablation) or random.")
     depth: int = Field(3, ge=1, le=50, description="Stages along a path (the tree's depth).")
+    deepen: bool = Field(
+        True, description="mcts and skill: when the tree has nothing left to grow and budget is left, allow one "
+        "more stage along the paths (again and again, up to 50): the best strategies train longer instead of the "
+        "budget going unspent.")
     steps_per_stage: int = Field(100, ge=1, le=100_000, description="GRPO steps of every stage.")
     branching: int = Field(2, ge=1, le=16, description="Children proposed per expansion (K).")
     max_children: int = Field(3, ge=1, le=64, description="Most children of one node.")

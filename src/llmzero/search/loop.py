@@ -298,7 +298,7 @@ class SearchRun:
         if res.ok and es.enabled and n.depth >= es.min_depth:
             best = self.tree.best_at_depth(n.depth)
             if best is not None and res.val_score < best - es.margin:
-                remaining = self.cfg.search.depth - n.depth
+                remaining = max(0, self.ctx.max_depth(self.tree) - n.depth)
                 saved = int(remaining * self.cfg.search.steps_per_stage * self.tokens_per_step(n.params))
                 self.record("node_pruned", n.id, {"reason": f"val {res.val_score:.3f} < best at depth {n.depth} "
                                                   f"{best:.3f} - {es.margin}", "saved_compute": saved})

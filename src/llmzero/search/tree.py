@@ -65,6 +65,7 @@ class Tree:
         self.finished: dict[str, Any] | None = None
         self.closed: set[str] = set()  # nodes the agent stopped growing (its "stop" or "backup" decision)
         self.reopened: set[str] = set()  # closed nodes the search reopened: budget left, nothing else to grow
+        self.depth_limit: int | None = None  # the search's depth, once it deepened past the configured one
 
     # -- the only writer ----------------------------------------------------------------------------
 
@@ -104,6 +105,8 @@ class Tree:
                 self.closed.add(node_id)
         elif kind == "branches_reopened":
             self.reopened |= set(payload["nodes"])
+        elif kind == "depth_extended":
+            self.depth_limit = int(payload["depth"])
         elif kind == "run_finished":
             self.finished = dict(payload)
         # "test_scored" events carry records only; the tree does not change.

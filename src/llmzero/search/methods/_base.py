@@ -73,7 +73,11 @@ class SearchContext:
             space=self.space, node=node.view(), path=tuple(n.view() for n in tree.path(node_id)),
             siblings=tuple(tree.nodes[c].view() for c in node.children),
             best_val=best.val_score if best else tree.root.val_score, budget_left=self.budget_left,
-            max_depth=self.cfg.search.depth)
+            max_depth=self.max_depth(tree))
+
+    def max_depth(self, tree: Tree) -> int:
+        """The tree's depth: the configured one, or more once the search deepened (``search.deepen``)."""
+        return tree.depth_limit or self.cfg.search.depth
 
 
 class Method(Protocol):

@@ -8,6 +8,8 @@ from llmzero.search.methods._base import MIN_STAGE_SHARE, SearchContext, StageSp
 from llmzero.search.tree import ROOT, NodeState, Tree
 from llmzero.search.uct import backed_up_values, select_child
 
+DEEPEST = 50  # search.depth's own bound: deepening stops there
+
 
 def _closed(tree: Tree, ctx: SearchContext) -> set[str]:
     """Nodes the agent decided to stop growing (journaled, or closed during this ask), unless reopened."""
@@ -18,7 +20,7 @@ def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int],
           closures: bool = True) -> int:
     """How many more children ``node_id`` may get (``closures=False``: were its branch reopened)."""
     node = tree.nodes[node_id]
-    if not usable(tree, node_id) or node.depth >= ctx.cfg.search.depth:
+    if not usable(tree, node_id) or node.depth >= ctx.max_depth(tree):
         return 0
     if closures and node_id in _closed(tree, ctx):
         return 0
@@ -32,7 +34,9 @@ class _Expander:
     A tree with nothing left to expand while budget is left (a fifth of a stage at least, what the
     loop still runs) reopens the branches the agent closed: its "stop" is a judgement of where the
     budget is best spent, and spending it there beats leaving it unspent. Their checkpoints are kept
-    for that (``expandable``).
+    for that (``expandable``). With nothing to reopen either, the search deepens (``search.deepen``):
+    one more stage is allowed along every path, so the nodes at the old full depth whose checkpoints
+    are still kept (the best path and the top k) get children, the best first.
     """
 
     def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
@@ -40,19 +44,35 @@ class _Expander:
 
     def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
         specs = self._expand(tree, n, ctx)
-        if not specs:
-            self._reopen(tree, ctx)
+        if not specs and self._budget_left(tree, ctx) and not self._reopen(tree, ctx):
+            self._deepen(tree, ctx)
         return specs
 
     @staticmethod
-    def _reopen(tree: Tree, ctx: SearchContext) -> None:
-        if ctx.stage_tokens is not None and ctx.tokens_left < MIN_STAGE_SHARE * ctx.stage_tokens(tree.root.params):
-            return
+    def _budget_left(tree: Tree, ctx: SearchContext) -> bool:
+        return ctx.stage_tokens is None or ctx.tokens_left >= MIN_STAGE_SHARE * ctx.stage_tokens(tree.root.params)
+
+    @staticmethod
+    def _reopen(tree: Tree, ctx: SearchContext) -> bool:
         nodes = [i for i in _closed(tree, ctx) if i in tree.nodes and _room(tree, i, ctx, {}, closures=False) > 0]
         if nodes:
             reason = f"nothing else to expand with {ctx.tokens_left:,.0f} tokens of budget left"
             nodes.sort(key=lambda i: int(i.lstrip("n")))
             ctx.events.append(("branches_reopened", None, {"nodes": nodes, "reason": reason}))
+        return bool(nodes)
+
+    @staticmethod
+    def _deepen(tree: Tree, ctx: SearchContext) -> None:
+        depth = ctx.max_depth(tree)
+        if not ctx.cfg.search.deepen or depth >= DEEPEST:
+            return
+        leaves = [n for n in tree.stages() if n.depth == depth and usable(tree, n.id) and n.id not in _closed(tree, ctx)]
+        if leaves:
+            leaves.sort(key=lambda n: (-(n.val_score if n.val_score is not None else -1.0), int(n.id.lstrip("n"))))
+            reason = (f"nothing left to expand at depth {depth} with {ctx.tokens_left:,.0f} tokens of budget left: "
+                      f"the paths may grow to {depth + 1} stages")
+            ctx.events.append(("depth_extended", None, {"depth": depth + 1, "nodes": [n.id for n in leaves],
+                                                        "reason": reason}))
 
     def _expand(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
         specs: list[StageSpec] = []
@@ -127,7 +147,7 @@ class MCTS(_Expander):
         extending = planned.get(best.id, 0) > 0
         if not extending and _room(tree, best.id, ctx, planned) <= 0:
             return target  # the best node cannot grow (full, closed or at the full depth)
-        stages_needed = ctx.cfg.search.depth - best.depth - (1 if extending else 0)
+        stages_needed = ctx.max_depth(tree) - best.depth - (1 if extending else 0)
         if stages_needed <= 0:
             return target
         planned_cost = sum(n * ctx.stage_tokens(tree.nodes[i].params) for i, n in planned.items())
