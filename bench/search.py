@@ -213,8 +213,8 @@ def _journal_state(d: Path) -> tuple[str, dict | None]:
         started = any(True for _ in j.events("run_started"))
     finally:
         j.close()
-    if finished:
-        return "done", finished[-1]
+    if finished:  # a continued cell finished more than once: its wall time is every run's
+        return "done", {**finished[-1], "wall_seconds": round(sum(p.get("wall_seconds", 0) for p in finished), 1)}
     return ("started" if started else "new"), None
 
 
@@ -307,8 +307,17 @@ def check_cells(bench: dict[str, Any], out: Path) -> None:
                              "another --out, or delete that directory to run it again")
 
 
+def unspent(bench: dict[str, Any], task: str, method: str, seed: int, summary: dict | None) -> bool:
+    """A finished tree-search cell that left more than 5% of its budget unspent."""
+    return (METHODS[method] is not None and summary is not None
+            and summary.get("budget_spent", 0) < 0.95 * summary.get("budget_total", 0)
+            and cell_config(bench, task, method, seed).search.method in ("mcts", "skill"))
+
+
 def run_cells(bench: dict[str, Any], out: Path, results: Path, only_task=None, only_method=None,
-              only_seed=None, config_path: str = "") -> None:
+              only_seed=None, config_path: str = "", continue_unspent: bool = False) -> None:
+    """Run the cells not done yet (resuming started ones). ``continue_unspent`` also resumes the
+    finished tree searches that left budget unspent, so that a search that can now spend it does."""
     for arg, allowed, name in ((only_task, bench["tasks"], "only-task"),
                                (only_method, bench["methods"], "only-method"),
                                (only_seed, bench["seeds"], "only-seed")):
@@ -324,7 +333,9 @@ def run_cells(bench: dict[str, Any], out: Path, results: Path, only_task=None, o
         d = run_dir(out, t, m, s)
         state, summary = cell_state(d, m)
         t0 = time.time()
-        if state == "done":
+        if state == "done" and continue_unspent and unspent(bench, t, m, s, summary):
+            how, summary = "continued", run_search_cell(bench, t, m, s, d, "started")
+        elif state == "done":
             how = "done before"
             if METHODS[m] is not None and not (d / "summary.json").is_file():
                 _write_json(d / "summary.json", summary)  # killed between the journal and the file
@@ -888,6 +899,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--only-seed", action="append", type=int)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an override of every cell's experiment, e.g. budget.compute=100000 (repeatable)")
+    r.add_argument("--continue-unspent", action="store_true",
+                   help="resume the finished tree-search cells (mcts, skill) that left more than 5%% of their "
+                        "budget unspent: this llmzero's search may spend the rest")
     s = sub.add_parser("status", help="cells done, started and left")
     s.add_argument("config")
     s.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -909,7 +923,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "status":
             print(status(bench, a.out))
             return 0
-        run_cells(bench, a.out, a.results, a.only_task, a.only_method, a.only_seed, str(a.config))
+        run_cells(bench, a.out, a.results, a.only_task, a.only_method, a.only_seed, str(a.config),
+                  continue_unspent=a.continue_unspent)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

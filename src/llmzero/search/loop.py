@@ -226,10 +226,12 @@ class SearchRun:
                     self.ctx.budget_left = max(0.0, 1 - self.tree.spent() / self.cfg.budget.compute)
                     self.ctx.tokens_left = max(0.0, self.cfg.budget.compute - self.tree.spent())
                     self.ctx.stage_tokens = lambda p: self.cfg.search.steps_per_stage * self.tokens_per_step(p)
-                    fitted = self._fit(self._ask())
-                    if not fitted:
-                        stop_reason = ("budget spent" if self.tree.spent() >= 0.8 * self.cfg.budget.compute
-                                       else "nothing left to expand")
+                    specs = self._ask()
+                    fitted = self._fit(specs)
+                    if not fitted:  # "budget spent" only if what is left cannot pay the shortest stage
+                        left = self.cfg.budget.compute - self.tree.spent()
+                        shortest = MIN_STAGE_SHARE * self.cfg.search.steps_per_stage * self.tokens_per_step()
+                        stop_reason = "budget spent" if specs or left < shortest else "nothing left to expand"
                         break
                     pending = [self._create(spec, steps) for spec, steps in fitted]
                 batch = pending[: self.workers]
