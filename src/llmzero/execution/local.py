@@ -124,8 +124,11 @@ def failures_as_results(inner: Future, parent: str | None, stage: Stage, seed: i
     outer: Future = Future()
 
     def done(f: Future) -> None:
-        if on_done is not None:
-            on_done(f)
+        try:
+            if on_done is not None:
+                on_done(f)
+        except Exception:  # noqa: BLE001 - the executor's bookkeeping must not keep the result from the search
+            log.exception("executor bookkeeping failed after a stage")
         try:
             outer.set_result(f.result())
         except BaseException as e:  # noqa: BLE001 - a dead worker or an unpicklable result

@@ -112,9 +112,10 @@ class RayPool:
 
         def release(f: Future) -> None:
             with self._lock:
+                if i >= len(self._actors) or self._actors[i] is not actor:
+                    return  # the pool was closed meanwhile
                 self._load[i] -= 1
-                if isinstance(f.exception(), ray.exceptions.RayActorError) and self._actors \
-                        and self._actors[i] is actor:
+                if isinstance(f.exception(), ray.exceptions.RayActorError):
                     self._actors[i] = self._new_actor()  # the actor died (killed, out of memory, node lost)
 
         ref = actor.run.remote(spec, _absolute(parent), stage, _absolute(out_dir), seed, token_limit)
@@ -134,9 +135,10 @@ class RayPool:
         if not self._actors and not self._started_ray:
             return
         ray = self._ray()
-        for a in self._actors:
+        with self._lock:
+            actors, self._actors, self._load = self._actors, [], []
+        for a in actors:
             ray.kill(a)
-        self._actors, self._load = [], []
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
