@@ -66,7 +66,8 @@ class _Expander:
         depth = ctx.max_depth(tree)
         if not ctx.cfg.search.deepen or depth >= DEEPEST:
             return
-        leaves = [n for n in tree.stages() if n.depth == depth and usable(tree, n.id) and n.id not in _closed(tree, ctx)]
+        closed = _closed(tree, ctx)
+        leaves = [n for n in tree.stages() if n.depth == depth and usable(tree, n.id) and n.id not in closed]
         if leaves:
             leaves.sort(key=lambda n: (-(n.val_score if n.val_score is not None else -1.0), int(n.id.lstrip("n"))))
             reason = (f"nothing left to expand at depth {depth} with {ctx.tokens_left:,.0f} tokens of budget left: "
