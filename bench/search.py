@@ -4,6 +4,7 @@
     python bench/search.py run bench/configs/full.yaml --only-task countdown --only-method grid
     python bench/search.py status bench/configs/full.yaml       # cells done, started, left
     python bench/search.py table                                # the README's tables from the results file
+    python bench/search.py compare A.json:llmzero B.json:grid   # one method against another, paired by seed
 
 A benchmark config (bench/configs/*.yaml) names the tasks, seeds and methods, the experiment file
 each task starts from (``experiment: examples/{task}.yaml``), dotted ``overrides`` applied to every
@@ -874,6 +875,49 @@ def table(res: dict[str, Any]) -> str:
 # -- status --------------------------------------------------------------------------------------------
 
 
+def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
+    path, sep, method = arg.rpartition(":")
+    if not sep or not path or not method:
+        raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD, e.g. bench/results/search.json:grid")
+    f = repo_path(path) if not Path(path).is_file() else Path(path)
+    if not f.is_file():
+        raise BenchError(f"results file {path!r} does not exist")
+    records = json.loads(f.read_text())["records"]
+    if not any(r["method"] == method for r in records):
+        found = sorted({r["method"] for r in records})
+        raise BenchError(f"method {method!r} is not in {path!r}: expected one of {', '.join(found)}")
+    return f"{Path(path).stem}:{method}", records, method
+
+
+def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
+    """The first side's test scores against each other side's, per task, paired by seed: ``sides`` are
+    (label, records of a results file, method). Cells of two results files pair only if they share the
+    base model (the same base test score): the same seed of the same benchmark setting."""
+    (label_a, recs_a, method_a), *others = sides
+    lines = []
+    for label_b, recs_b, method_b in others:
+        a = {(r["task"], r["seed"]): r for r in recs_a if r["method"] == method_a and r["test_score"] is not None}
+        b = {(r["task"], r["seed"]): r for r in recs_b if r["method"] == method_b and r["test_score"] is not None}
+        lines += [f"{label_a} against {label_b}", "",
+                  "| task | seeds | A: mean test | B: mean test | A vs B | paired difference (95% bootstrap CI) |",
+                  "|---|---|---|---|---|---|"]
+        for task in dict.fromkeys(t for t, _ in a):
+            keys = sorted(k for k in a if k[0] == task and k in b)
+            for k in keys:
+                if a[k]["base_test_score"] != b[k]["base_test_score"]:
+                    raise BenchError(f"{task} seed {k[1]}: the two cells do not share the base model (base test "
+                                     f"{a[k]['base_test_score']} vs {b[k]['base_test_score']}): not paired")
+            if not keys:
+                continue
+            ma, mb = _mean([a[k]["test_score"] for k in keys]), _mean([b[k]["test_score"] for k in keys])
+            d = [a[k]["test_score"] - b[k]["test_score"] for k in keys]
+            ci = bootstrap_ci(d)
+            lines.append(f"| {task} | {len(keys)} | {ma:.3f} | {mb:.3f} | {_pct(ma / mb - 1 if mb else None)} | "
+                         f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def status(bench: dict[str, Any], out: Path) -> str:
     counts: dict[str, int] = {"done": 0, "started": 0, "new": 0}
     lines = []
@@ -908,8 +952,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     t = sub.add_parser("table", help="the markdown tables and targets from a results file")
     t.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    c = sub.add_parser("compare", help="one method of one results file against others, paired by seed")
+    c.add_argument("sides", nargs="+", metavar="RESULTS:METHOD",
+                   help="e.g. bench/results/depth5.json:llmzero bench/results/search.json:grid (the first "
+                        "against each of the others)")
     a = ap.parse_args(argv)
     try:
+        if a.cmd == "compare":
+            print(compare([_side(x) for x in a.sides]))
+            return 0
         if a.cmd == "table":
             if not a.results.is_file():
                 raise BenchError(f"results file {str(a.results)!r} does not exist: run "

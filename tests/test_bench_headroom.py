@@ -85,3 +85,18 @@ def test_selection_section_compares_validation_and_test():
     lines = search.selection_table({"records": records, "config": {"methods": ["base", "grid"]}})
     assert "| grid | 2 | +0.005 | 0.021 | 8.0 |" in lines  # gaps +0.02 and -0.01
     assert not any(x.startswith("| base |") for x in lines)  # base picks nothing
+
+
+def test_compare_pairs_two_results_files_by_seed_and_refuses_cells_of_other_base_models():
+    def r(method, seed, test, base=0.3, task="t"):
+        return {**rec(task, method, seed, test, test), "base_test_score": base}
+
+    deeper = [r("llmzero", 0, 0.50), r("llmzero", 1, 0.40), r("llmzero", 2, 0.45), r("llmzero", 0, 0.2, task="u")]
+    full = [r("grid", 0, 0.40), r("grid", 1, 0.40), r("llmzero", 0, 0.1)]  # seed 2 has no grid cell
+    out = search.compare([("deep", deeper, "llmzero"), ("full", full, "grid")])
+    row = next(line for line in out.splitlines() if line.startswith("| t "))
+    # seeds 0 and 1 only: means 0.45 and 0.40, +12.5%, paired differences +0.10 and 0.00
+    assert row.startswith("| t | 2 | 0.450 | 0.400 | +12.5% | +0.050 [")
+    assert "| u " not in out  # no grid cell for task u
+    with pytest.raises(search.BenchError, match="do not share the base model"):
+        search.compare([("deep", deeper, "llmzero"), ("other", [r("grid", 0, 0.4, base=0.31)], "grid")])
