@@ -127,8 +127,8 @@ class ExecutorConfig(_Model):
     workers: int = Field(1, ge=1, le=64, description="Persistent workers (processes or Ray actors); stages run "
                          "in parallel.")
     address: str | None = Field(
-        None, description="kind 'ray' only: the cluster to join ('auto', or 'ray://HOST:10001'); unset starts a "
-        "Ray instance on this machine. Workers write checkpoints under the run directory, so on a cluster it "
+        None, description="kind 'ray' only: the cluster to join ('auto', or 'ray://HOST:10001'); unset joins the "
+        "one RAY_ADDRESS names, or starts a Ray instance on this machine. Workers write checkpoints under the run directory, so on a cluster it "
         "must be on a filesystem every node mounts at the same path.")
     cpus_per_worker: int = Field(1, ge=1, le=256, description="kind 'ray' only: CPUs each actor reserves, and its "
                                  "torch threads.")

@@ -56,8 +56,9 @@ def _absolute(path: str | None) -> str | None:
 class RayPool:
     """Runs stages on ``workers`` Ray actors, each reserving ``cpus_per_worker`` CPUs.
 
-    ``address`` joins a running cluster ('auto', 'ray://HOST:10001'); None starts a Ray instance on
-    this machine, shut down again by :meth:`close`.
+    ``address`` joins a running cluster ('auto', 'ray://HOST:10001'); None joins the one that
+    ``RAY_ADDRESS`` names, if set, or starts a Ray instance on this machine, shut down again by
+    :meth:`close`. A process that already called ``ray.init`` keeps its Ray as it is.
     """
 
     def __init__(self, workers: int = 1, *, address: str | None = None, cpus_per_worker: int = 1):
@@ -106,7 +107,6 @@ class RayPool:
         with self._lock:
             i = min(range(len(self._actors)), key=lambda k: self._load[k])
             self._load[i] += 1
-
             actor = self._actors[i]
         ray = self._ray()
 
