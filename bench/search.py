@@ -30,7 +30,11 @@ compute_to_grid_best: for (task, seed), G is the grid cell's best validation sco
 the compute (generated tokens, the budget's meter) summed over its stages in the order they finished
 up to the first stage with a validation score >= G (null: never). The table also shows it as a share
 of what the grid cell spent. Wall seconds are the summary's (a resumed cell counts its last process
-only; the first cell of a (task, seed) also pays for building the base model unless it is cached).
+only, a continued one the sum of its finished runs; the first cell of a (task, seed) also pays for
+building the base model unless it is cached).
+
+``run --continue-unspent`` also resumes the finished tree searches (mcts, skill) that left more than
+5% of their budget: a search that can now spend it (``search.deepen``) grows the tree it left.
 """
 
 from __future__ import annotations
@@ -875,6 +879,9 @@ def table(res: dict[str, Any]) -> str:
 # -- status --------------------------------------------------------------------------------------------
 
 
+# -- comparing results files ---------------------------------------------------------------------------
+
+
 def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
     path, sep, method = arg.rpartition(":")
     if not sep or not path or not method:
@@ -882,7 +889,10 @@ def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
     f = repo_path(path) if not Path(path).is_file() else Path(path)
     if not f.is_file():
         raise BenchError(f"results file {path!r} does not exist")
-    records = json.loads(f.read_text())["records"]
+    try:
+        records = json.loads(f.read_text())["records"]
+    except (ValueError, KeyError, TypeError):
+        raise BenchError(f"results file {path!r} is not a results file (no records)") from None
     if not any(r["method"] == method for r in records):
         found = sorted({r["method"] for r in records})
         raise BenchError(f"method {method!r} is not in {path!r}: expected one of {', '.join(found)}")
@@ -959,6 +969,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.cmd == "compare":
+            if len(a.sides) < 2:
+                raise BenchError("compare needs two RESULTS:METHOD or more: the first against the others")
             print(compare([_side(x) for x in a.sides]))
             return 0
         if a.cmd == "table":

@@ -100,3 +100,24 @@ def test_compare_pairs_two_results_files_by_seed_and_refuses_cells_of_other_base
     assert "| u " not in out  # no grid cell for task u
     with pytest.raises(search.BenchError, match="do not share the base model"):
         search.compare([("deep", deeper, "llmzero"), ("other", [r("grid", 0, 0.4, base=0.31)], "grid")])
+
+
+def test_continue_unspent_takes_only_finished_tree_searches_that_left_budget():
+    bench = search.load_bench(Path(__file__).parent.parent / "bench" / "configs" / "ci.yaml")
+    left = {"budget_spent": 5000, "budget_total": 6000}
+    spent = {"budget_spent": 5800, "budget_total": 6000}
+    assert search.unspent(bench, "number_sorting", "llmzero-noLLM", 0, left)
+    assert search.unspent(bench, "number_sorting", "llmzero", 0, left)
+    assert not search.unspent(bench, "number_sorting", "llmzero", 0, spent)  # within 5% of the budget
+    assert not search.unspent(bench, "number_sorting", "grid", 0, left)  # a chain method: nothing to grow
+    assert not search.unspent(bench, "number_sorting", "base", 0, left)
+    assert not search.unspent(bench, "number_sorting", "llmzero", 0, None)  # not finished
+
+
+def test_compare_needs_two_sides_and_a_results_file(tmp_path, capsys):
+    assert search.main(["compare", "bench/results/search.json:grid"]) == 2
+    (tmp_path / "x.json").write_text("[]")
+    assert search.main(["compare", f"{tmp_path / 'x.json'}:grid", "bench/results/search.json:grid"]) == 2
+    assert search.main(["compare", "bench/results/search.json:nope", "bench/results/search.json:grid"]) == 2
+    err = capsys.readouterr().err
+    assert "needs two" in err and "not a results file" in err and "method 'nope'" in err
