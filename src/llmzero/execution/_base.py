@@ -7,14 +7,19 @@ its stage as data, never as an exception at the search.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol
+
+from llmzero.training import StageResult
 
 if TYPE_CHECKING:
     from llmzero.config import ExecutorConfig
     from llmzero.execution.local import RunnerSpec
     from llmzero.strategy import Stage
-    from llmzero.training import StageResult
+
+log = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
@@ -42,6 +47,29 @@ class Executor(Protocol):
 
     def __exit__(self, *exc: object) -> None:
         ...
+
+
+def failures_as_results(inner: Future, parent: str | None, stage: Stage, seed: int,
+                        on_done: Callable[[Future], None] | None = None) -> Future:
+    """A future that resolves to ``inner``'s StageResult, or to a failed one if ``inner`` raised
+    (a dead worker, an unpicklable result): an executor never raises a stage's failure at the search.
+    ``on_done(inner)`` runs first, before the search can see the result."""
+    outer: Future = Future()
+
+    def done(f: Future) -> None:
+        try:
+            if on_done is not None:
+                on_done(f)
+        except Exception:  # the executor's bookkeeping must not keep the result from the search
+            log.exception("executor bookkeeping failed after a stage")
+        try:
+            outer.set_result(f.result())
+        except BaseException as e:  # noqa: BLE001 - a dead worker or an unpicklable result
+            outer.set_result(StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent,
+                                         error=f"worker process failed: {e.__class__.__name__}: {e}"))
+
+    inner.add_done_callback(done)
+    return outer
 
 
 def make_executor(cfg: ExecutorConfig, workers: int | None = None) -> Executor:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmzero.execution._base import failures_as_results
 from llmzero.strategy import Stage
 from llmzero.tasks import TaskSpec
 from llmzero.training import StageResult
@@ -114,29 +114,6 @@ def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str
     if "runners" not in _WORKER:
         _init_worker(1)
     return _run_in_worker(spec, parent, stage, out_dir, seed, token_limit)
-
-
-def failures_as_results(inner: Future, parent: str | None, stage: Stage, seed: int,
-                        on_done: Callable[[Future], None] | None = None) -> Future:
-    """A future that resolves to ``inner``'s StageResult, or to a failed one if ``inner`` raised
-    (a dead worker, an unpicklable result): an executor never raises a stage's failure at the search.
-    ``on_done(inner)`` runs first, before the search can see the result."""
-    outer: Future = Future()
-
-    def done(f: Future) -> None:
-        try:
-            if on_done is not None:
-                on_done(f)
-        except Exception:  # noqa: BLE001 - the executor's bookkeeping must not keep the result from the search
-            log.exception("executor bookkeeping failed after a stage")
-        try:
-            outer.set_result(f.result())
-        except BaseException as e:  # noqa: BLE001 - a dead worker or an unpicklable result
-            outer.set_result(StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent,
-                                         error=f"worker process failed: {e.__class__.__name__}: {e}"))
-
-    inner.add_done_callback(done)
-    return outer
 
 
 # -- the pool -----------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from llmzero.config import ConfigError
-from llmzero.execution.local import RunnerSpec, failures_as_results
+from llmzero.execution._base import failures_as_results
+from llmzero.execution.local import RunnerSpec
 from llmzero.strategy import Stage
 from llmzero.training import StageResult
 
