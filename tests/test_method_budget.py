@@ -3,6 +3,7 @@ keeps a reserve to extend its best node to the full depth."""
 
 from llmzero.config import parse_config
 from llmzero.search.methods import SearchContext
+from llmzero.search.methods._base import StageSpec
 from llmzero.search.methods.chains import grid
 from llmzero.search.tree import Tree
 from llmzero.space import DEFAULT_SPACE
@@ -40,7 +41,9 @@ def test_mcts_keeps_a_reserve_to_extend_its_best_node_to_the_full_depth():
 
     def target(tokens_left, planned=None, wanted="n2"):
         ctx = SearchContext(cfg=cfg, space=DEFAULT_SPACE, tokens_left=tokens_left, stage_tokens=lambda p: 10.0)
-        return MCTS._reserve(tree, ctx, planned or {}, wanted)
+        specs = [StageSpec(parent_id=i, params=DEFAULT_SPACE.defaults(), reason="", proposed_by="test")
+                 for i, k in (planned or {}).items() for _ in range(k)]
+        return MCTS()._reserve(tree, ctx, planned or {}, specs, wanted)
 
     assert target(40) == "n2"  # 40 - 10 left: enough for the best node's two more stages
     assert target(25) == "n1"  # 25 - 10 < 20: the best node (n1, depth 1 of 3) is extended instead
@@ -52,4 +55,37 @@ def test_mcts_keeps_a_reserve_to_extend_its_best_node_to_the_full_depth():
                                              "steps": 10})
         tree.apply("stage_finished", f"n{i}", {"val_score": 0.2, "history": []})
     assert target(25) == "n2"
-    assert MCTS._reserve(tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE), {}, "n2") == "n2"  # no cost model
+    assert MCTS()._reserve(tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE), {}, [], "n2") == "n2"  # no cost model
+
+
+def test_mcts_trains_only_the_children_elsewhere_that_leave_the_reserve_at_their_own_cost():
+    """Children proposed at once for a node other than the best are each checked against the reserve,
+    at what their own parameters cost; the best node's own children are not."""
+    from llmzero.search.methods.tree_search import MCTS
+
+    cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 1000},
+                        "search": {"depth": 3, "max_children": 3}})
+    tree = Tree()
+    d = DEFAULT_SPACE.defaults()
+    tree.apply("root", "root", {"params": d, "val_score": 0.3})
+    for node_id, val in (("n1", 0.4), ("n2", 0.35)):
+        tree.apply("node_created", node_id, {"parent_id": "root", "depth": 1, "params": d, "steps": 10})
+        tree.apply("stage_finished", node_id, {"val_score": val, "history": []})
+    ctx = SearchContext(cfg=cfg, space=DEFAULT_SPACE, tokens_left=35,
+                        stage_tokens=lambda p: 10.0 * p["num_generations"] / d["num_generations"])
+
+    def child(parent, **changes):
+        return StageSpec(parent_id=parent, params={**d, **changes}, reason="", proposed_by="test")
+
+    same, wide = child("n2"), child("n2", num_generations=2 * d["num_generations"])
+    m = MCTS()
+    assert m._reserve(tree, ctx, {}, [], "n2") == "n2"  # 35 - 10 >= 20, kept for n1's two more stages
+    assert m._affordable(tree, ctx, {}, [], "n2", [same, same]) == [same]  # the second: 35 - 20 < 20
+    ctx.tokens_left = 60
+    assert m._affordable(tree, ctx, {}, [], "n2", [same, same]) == [same, same]  # 60 - 20 >= 20
+    assert m._affordable(tree, ctx, {}, [], "n2", [same, wide]) == [same, wide]  # 60 - 10 - 20 >= 20
+    planned = [same, same]  # planned earlier in this round, at their own cost
+    assert m._affordable(tree, ctx, {"n2": 2}, planned, "n2", [same, same]) == [same, same]  # 60 - 40 >= 20
+    assert m._affordable(tree, ctx, {"n2": 2}, planned, "n2", [same, wide]) == [same]  # 60 - 30 - 20 < 20
+    assert m._affordable(tree, ctx, {}, planned, "n1", [same, wide, same]) == [same, wide, same]  # the best
+

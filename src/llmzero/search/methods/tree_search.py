@@ -39,7 +39,8 @@ class _Expander:
     are still kept (the best path and the top k) get children, the best first.
     """
 
-    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int],
+                specs: list[StageSpec]) -> str | None:
         raise NotImplementedError
 
     def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
@@ -79,7 +80,7 @@ class _Expander:
         specs: list[StageSpec] = []
         planned: dict[str, int] = {}
         while len(specs) < n:
-            target = self._backup_target(tree, ctx, planned) or self._target(tree, ctx, planned)
+            target = self._backup_target(tree, ctx, planned) or self._target(tree, ctx, planned, specs)
             if target is None:
                 break
             k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
@@ -87,9 +88,17 @@ class _Expander:
             if not new:  # the agent stopped this branch: look elsewhere
                 planned[target] = planned.get(target, 0) + ctx.cfg.search.max_children
                 continue
-            planned[target] = planned.get(target, 0) + len(new)
-            specs += new
+            kept = self._affordable(tree, ctx, planned, specs, target, new)
+            planned[target] = planned.get(target, 0) + len(kept)
+            if len(kept) < len(new):  # the budget keeps the rest for the best path: no more here this round
+                planned[target] += ctx.cfg.search.max_children
+            specs += kept
         return specs
+
+    def _affordable(self, tree: Tree, ctx: SearchContext, planned: dict[str, int], specs: list[StageSpec],
+                    target: str, new: list[StageSpec]) -> list[StageSpec]:
+        """The proposed children of ``target`` that the budget lets the search train now."""
+        return new
 
     def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
         return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}, closures=False) > 0}
@@ -113,18 +122,21 @@ class MCTS(_Expander):
     The budget keeps a reserve: while the best node is short of the full depth, a stage elsewhere is
     planned only if what is left after it still pays for extending the best node to the full depth.
     Otherwise the best node is extended. A strategy is only as good as its training is long, so the
-    search never spends its budget on a wide tree whose best path ends halfway.
+    search never spends its budget on a wide tree whose best path ends halfway. The reserve holds for
+    every child planned, at what its own parameters cost (a larger group costs more): of the children
+    proposed elsewhere at once, only those it leaves room for are trained.
     """
 
     name = "mcts"
 
-    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int],
+                specs: list[StageSpec]) -> str | None:
         own = {i: nd.val_score for i, nd in tree.nodes.items() if nd.state is NodeState.COMPLETE}
         children = {i: [c for c in nd.children if tree.nodes[c].state is NodeState.COMPLETE]
                     for i, nd in tree.nodes.items()}
         values, visits = backed_up_values(children, own, ROOT, ctx.cfg.search.backup)
         target = self._select(tree, ROOT, ctx, planned, children, values, visits)
-        return self._reserve(tree, ctx, planned, target)
+        return self._reserve(tree, ctx, planned, specs, target)
 
     def _select(self, tree, node_id, ctx, planned, children, values, visits) -> str | None:
         node = tree.nodes[node_id]
@@ -141,21 +153,47 @@ class MCTS(_Expander):
         return node_id if _room(tree, node_id, ctx, planned) > 0 else None
 
     @staticmethod
-    def _reserve(tree: Tree, ctx: SearchContext, planned: dict[str, int], target: str | None) -> str | None:
+    def _kept_for_best(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> float | None:
+        """Tokens the reserve keeps for extending the best node to the full depth (None: no reserve)."""
         best = tree.best()
-        if target is None or best is None or ctx.stage_tokens is None or target == best.id:
-            return target
+        if best is None or ctx.stage_tokens is None:
+            return None
         extending = planned.get(best.id, 0) > 0
         if not extending and _room(tree, best.id, ctx, planned) <= 0:
-            return target  # the best node cannot grow (full, closed or at the full depth)
+            return None  # the best node cannot grow (full, closed or at the full depth)
         stages_needed = ctx.max_depth(tree) - best.depth - (1 if extending else 0)
-        if stages_needed <= 0:
+        return stages_needed * ctx.stage_tokens(best.params) if stages_needed > 0 else None
+
+    @staticmethod
+    def _free(ctx: SearchContext, specs: list[StageSpec]) -> float:
+        """Budget not yet spent nor planned in this round (each planned stage at its own parameters' cost)."""
+        return ctx.tokens_left - sum(ctx.stage_tokens(s.params) for s in specs)
+
+    def _reserve(self, tree: Tree, ctx: SearchContext, planned: dict[str, int], specs: list[StageSpec],
+                 target: str | None) -> str | None:
+        best = tree.best()
+        if target is None or best is None or target == best.id:
             return target
-        planned_cost = sum(n * ctx.stage_tokens(tree.nodes[i].params) for i, n in planned.items())
-        left = ctx.tokens_left - planned_cost - ctx.stage_tokens(tree.nodes[target].params)
-        if left >= stages_needed * ctx.stage_tokens(best.params):
+        kept = self._kept_for_best(tree, ctx, planned)
+        if kept is None or self._free(ctx, specs) - ctx.stage_tokens(tree.nodes[target].params) >= kept:
             return target
-        return None if extending else best.id  # keep the reserve: extend the best node, or wait for it
+        return None if planned.get(best.id, 0) > 0 else best.id  # keep the reserve: extend the best node
+
+    def _affordable(self, tree: Tree, ctx: SearchContext, planned: dict[str, int], specs: list[StageSpec],
+                    target: str, new: list[StageSpec]) -> list[StageSpec]:
+        best = tree.best()
+        kept = None if best is None or target == best.id else self._kept_for_best(tree, ctx, planned)
+        if kept is None:
+            return new
+        free = self._free(ctx, specs)
+        out = new[:1]  # the first passed the reserve when its parent was chosen
+        free -= ctx.stage_tokens(out[0].params)
+        for spec in new[1:]:
+            free -= ctx.stage_tokens(spec.params)
+            if free < kept:
+                break
+            out.append(spec)
+        return out
 
 
 class BestFirst(_Expander):
@@ -163,7 +201,8 @@ class BestFirst(_Expander):
 
     name = "skill"
 
-    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+    def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int],
+                specs: list[StageSpec]) -> str | None:
         open_ = [nd for nd in tree.nodes.values() if _room(tree, nd.id, ctx, planned) > 0]
         best = max(open_, key=lambda nd: nd.val_score if nd.val_score is not None else -1.0, default=None)
         return best.id if best is not None else None
