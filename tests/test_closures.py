@@ -171,3 +171,43 @@ def test_no_deepening_when_switched_off_or_without_a_stage_worth_of_budget():
                 context(Closer(), tokens_left=100.0)):
         tree = full_tree({"n3": 0.55, "n4": 0.6, "n5": 0.45, "n6": 0.58})
         assert MCTS().ask(tree, 2, ctx) == [] and journal(tree, ctx) == [] and tree.depth_limit is None
+
+
+def test_deepen_improving_grows_the_path_whose_best_node_still_improves_before_the_tree_is_full():
+    """``deepen: improving``: a best node at the full depth that beat its parent deepens the tree at
+    once (other branches still have room); one that did not, or without a whole stage of budget, or
+    with ``deepen: exhausted``, does not."""
+    from llmzero.search.methods.tree_search import GROW_MARGIN, BestFirst
+
+    def cfg(deepen):
+        return parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 10_000},
+                             "search": {"depth": 2, "branching": 2, "max_children": 2, "deepen": deepen}})
+
+    assert cfg(True).search.deepen == "exhausted" and cfg(False).search.deepen == "off"
+    for method in (MCTS(), BestFirst()):
+        tree = tree_with({"n1": 0.5, "n2": 0.4})
+        tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
+                                          "steps": 10})
+        tree.apply("stage_finished", "n3", {"val_score": 0.5 + 2 * GROW_MARGIN, "history": [], "checkpoint": "c"})
+        ctx = SearchContext(cfg=cfg("improving"), space=DEFAULT_SPACE, proposer=Closer(), tokens_left=10_000.0,
+                            stage_tokens=lambda p: 1000.0)
+        assert method.ask(tree, 2, ctx) == []  # the loop journals the new depth and asks again
+        (kind, _, payload), = journal(tree, ctx)
+        assert kind == "depth_extended" and payload["depth"] == 3 and payload["nodes"] == ["n3"]
+        assert "still improving" in payload["reason"]
+        assert "n3" in method.expandable(tree, ctx)
+        ctx.tokens_left = 1500.0  # MCTS's reserve now keeps a stage for the best node's new depth
+        specs = method.ask(tree, 2, ctx)
+        assert specs and {s.parent_id for s in specs} == {"n3"}, method.name  # the best node grows
+        assert journal(tree, ctx) == [] and tree.depth_limit == 3  # once: n3 is no longer at the full depth
+
+    for deepen, val, left in (("improving", 0.5 + GROW_MARGIN / 2, 10_000.0), ("improving", 0.6, 900.0),
+                              ("exhausted", 0.6, 10_000.0)):
+        tree = tree_with({"n1": 0.5, "n2": 0.4})
+        tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
+                                          "steps": 10})
+        tree.apply("stage_finished", "n3", {"val_score": val, "history": [], "checkpoint": "c"})
+        ctx = SearchContext(cfg=cfg(deepen), space=DEFAULT_SPACE, proposer=Closer(), tokens_left=left,
+                            stage_tokens=lambda p: 1000.0)
+        MCTS().ask(tree, 2, ctx)
+        assert [k for k, _, _ in journal(tree, ctx)] == [] and tree.depth_limit is None, (deepen, val, left)

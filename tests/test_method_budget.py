@@ -89,3 +89,28 @@ def test_mcts_trains_only_the_children_elsewhere_that_leave_the_reserve_at_their
     assert m._affordable(tree, ctx, {"n2": 2}, planned, "n2", [same, wide]) == [same]  # 60 - 30 - 20 < 20
     assert m._affordable(tree, ctx, {}, planned, "n1", [same, wide, same]) == [same, wide, same]  # the best
 
+
+def test_stage_compute_tokens_gives_a_larger_group_fewer_steps_at_the_same_cost(tmp_path):
+    """``search.stage_compute: tokens``: a child that doubles the group trains half the steps (the same
+    generated tokens as a stage at the starting group size); ``steps`` (the default) keeps the steps."""
+    from llmzero.search.loop import SearchRun
+
+    def fitted(stage_compute, budget=1_000_000):
+        cfg = parse_config({"task": {"name": "number_sorting", "sizes": {"train": 50, "val": 10, "test": 10}},
+                            "budget": {"compute": budget},
+                            "search": {"method": "mcts", "proposer": "skill", "steps_per_stage": 40,
+                                       "stage_compute": stage_compute}})
+        run = SearchRun(cfg, tmp_path / stage_compute / str(budget))
+        run.record("root", "root", {"params": DEFAULT_SPACE.defaults(), "val_score": 0.3})
+        g = run.tree.root.params["num_generations"]
+        specs = [StageSpec(parent_id="root", params={**run.tree.root.params, "num_generations": n}, reason="",
+                           proposed_by="test") for n in (g, 2 * g, g // 2)]
+        return [s for _, s in run._fit(specs)], run
+
+    assert fitted("steps")[0] == [40, 40, 40]
+    steps, run = fitted("tokens")
+    assert steps == [40, 20, 80]
+    per_step = [run.tokens_per_step({**run.tree.root.params, "num_generations": n}) for n in (8, 16, 4)]
+    assert len({round(s * p) for s, p in zip(steps, per_step)}) == 1  # the same cost each
+    tight, run = fitted("tokens", budget=int(40 * per_step[0] + 10 * per_step[1]))  # the third does not fit
+    assert tight == [40, 10]  # the second shortened to what is left (a quarter of its 20, above the minimum)

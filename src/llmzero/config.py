@@ -86,11 +86,17 @@ class SearchConfig(_Model):
         "llm", description="Who proposes children in mcts: the LLM agent (default), or without an LLM the skill "
         "agent (the ablation) or random.")
     depth: int = Field(3, ge=1, le=50, description="Stages along a path (the tree's depth).")
-    deepen: bool = Field(
-        True, description="mcts and skill: when the tree has nothing left to grow and budget is left, allow one "
-        "more stage along the paths (again and again, up to 50): the best strategies train longer instead of the "
-        "budget going unspent.")
+    deepen: Literal["off", "exhausted", "improving"] = Field(
+        "exhausted", description="mcts and skill: when the paths may grow one more stage (again and again, up to "
+        "50). exhausted: when the tree has nothing left to grow and budget is left, so the best strategies train "
+        "longer instead of the budget going unspent; improving: also as soon as the best node is at the full depth "
+        "and still improving on its parent, so training length follows the curve; off: never (true and false "
+        "mean exhausted and off).")
     steps_per_stage: int = Field(100, ge=1, le=100_000, description="GRPO steps of every stage.")
+    stage_compute: Literal["steps", "tokens"] = Field(
+        "steps", description="steps: every stage trains steps_per_stage GRPO steps; tokens: every stage costs what "
+        "a stage at the starting group size does (steps_per_stage x the starting num_generations / the stage's), "
+        "so a child that doubles the group trains half the steps and siblings are compared at equal cost.")
     branching: int = Field(2, ge=1, le=16, description="Children proposed per expansion (K).")
     max_children: int = Field(3, ge=1, le=64, description="Most children of one node.")
     exploration: float = Field(0.3, ge=0, le=100, description="UCT exploration constant c.")
@@ -104,6 +110,11 @@ class SearchConfig(_Model):
         None, description="A search run directory (usually on another task) whose discovered strategy and "
         "dynamics guide mcts and skill: the agent reads them, and each node's first child follows the "
         "strategy's move for that stage (llmzero transfer sets this).")
+
+    @field_validator("deepen", mode="before")
+    @classmethod
+    def _deepen_bool(cls, v: object) -> object:
+        return {True: "exhausted", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @field_validator("grid")
     @classmethod

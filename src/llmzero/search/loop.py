@@ -178,16 +178,24 @@ class SearchRun:
         p = params or self.tree.root.params
         return self.cfg.training.prompts_per_step * p["num_generations"] * self.tokens_per_completion()
 
+    def stage_steps(self, params: dict) -> int:
+        """GRPO steps of a full stage with ``params`` (``search.stage_compute``: the same steps, or the
+        same generated tokens as a stage at the starting group size)."""
+        steps = self.cfg.search.steps_per_stage
+        if self.cfg.search.stage_compute == "tokens":
+            steps = max(1, round(steps * self.tree.root.params["num_generations"] / params["num_generations"]))
+        return steps
+
     def _fit(self, specs: list[StageSpec]) -> list[tuple[StageSpec, int]]:
         """Give each stage its steps, shortening the last ones so that no method overspends."""
         left = self.cfg.budget.compute - self.tree.spent()
         out = []
         for spec in specs:
             per_step = self.tokens_per_step(spec.params)
-            steps = self.cfg.search.steps_per_stage
+            full = steps = self.stage_steps(spec.params)
             if steps * per_step > left:
                 steps = int(left // per_step)
-            if steps < max(1, round(MIN_STAGE_SHARE * self.cfg.search.steps_per_stage)):
+            if steps < max(1, round(MIN_STAGE_SHARE * full)):
                 break
             left -= steps * per_step
             out.append((spec, steps))
@@ -225,7 +233,7 @@ class SearchRun:
                 if not pending:
                     self.ctx.budget_left = max(0.0, 1 - self.tree.spent() / self.cfg.budget.compute)
                     self.ctx.tokens_left = max(0.0, self.cfg.budget.compute - self.tree.spent())
-                    self.ctx.stage_tokens = lambda p: self.cfg.search.steps_per_stage * self.tokens_per_step(p)
+                    self.ctx.stage_tokens = lambda p: self.stage_steps(p) * self.tokens_per_step(p)
                     specs = self._ask()
                     fitted = self._fit(specs)
                     if not fitted:  # "budget spent" only if what is left cannot pay the shortest stage
@@ -301,7 +309,7 @@ class SearchRun:
             best = self.tree.best_at_depth(n.depth)
             if best is not None and res.val_score < best - es.margin:
                 remaining = max(0, self.ctx.max_depth(self.tree) - n.depth)
-                saved = int(remaining * self.cfg.search.steps_per_stage * self.tokens_per_step(n.params))
+                saved = int(remaining * self.stage_steps(n.params) * self.tokens_per_step(n.params))
                 self.record("node_pruned", n.id, {"reason": f"val {res.val_score:.3f} < best at depth {n.depth} "
                                                   f"{best:.3f} - {es.margin}", "saved_compute": saved})
         best = self.tree.best()

@@ -9,6 +9,7 @@ from llmzero.search.tree import ROOT, NodeState, Tree
 from llmzero.search.uct import backed_up_values, select_child
 
 DEEPEST = 50  # search.depth's own bound: deepening stops there
+GROW_MARGIN = 0.005  # deepen "improving": the best node beats its parent's validation score by this much
 
 
 def _closed(tree: Tree, ctx: SearchContext) -> set[str]:
@@ -37,6 +38,11 @@ class _Expander:
     for that (``expandable``). With nothing to reopen either, the search deepens (``search.deepen``):
     one more stage is allowed along every path, so the nodes at the old full depth whose checkpoints
     are still kept (the best path and the top k) get children, the best first.
+
+    With ``search.deepen: improving`` the search also deepens as soon as the best node is at the full
+    depth and its stage improved on its parent's validation score (by ``GROW_MARGIN``) while a whole
+    stage of budget is left: the curve is still rising where the search is best, so that path trains
+    longer (MCTS's reserve then extends it) instead of the budget going to a wider tree.
     """
 
     def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int],
@@ -44,6 +50,8 @@ class _Expander:
         raise NotImplementedError
 
     def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+        if self._grow(tree, ctx):
+            return []  # the loop journals the new depth and asks again
         specs = self._expand(tree, n, ctx)
         if not specs and self._budget_left(tree, ctx) and not self._reopen(tree, ctx):
             self._deepen(tree, ctx)
@@ -63,9 +71,25 @@ class _Expander:
         return bool(nodes)
 
     @staticmethod
+    def _grow(tree: Tree, ctx: SearchContext) -> bool:
+        depth, best = ctx.max_depth(tree), tree.best()
+        if (ctx.cfg.search.deepen != "improving" or depth >= DEEPEST or best is None or best.depth != depth
+                or not usable(tree, best.id) or best.id in _closed(tree, ctx)):
+            return False
+        parent = tree.nodes[best.parent_id]
+        if parent.val_score is None or best.val_score < parent.val_score + GROW_MARGIN:
+            return False
+        if ctx.stage_tokens is not None and ctx.tokens_left < ctx.stage_tokens(best.params):
+            return False
+        reason = (f"the best node {best.id} is at the full depth {depth} and still improving (val "
+                  f"{parent.val_score:.3f} -> {best.val_score:.3f}): the paths may grow to {depth + 1} stages")
+        ctx.events.append(("depth_extended", None, {"depth": depth + 1, "nodes": [best.id], "reason": reason}))
+        return True
+
+    @staticmethod
     def _deepen(tree: Tree, ctx: SearchContext) -> None:
         depth = ctx.max_depth(tree)
-        if not ctx.cfg.search.deepen or depth >= DEEPEST:
+        if ctx.cfg.search.deepen == "off" or depth >= DEEPEST:
             return
         closed = _closed(tree, ctx)
         leaves = [n for n in tree.stages() if n.depth == depth and usable(tree, n.id) and n.id not in closed]
