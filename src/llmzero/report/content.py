@@ -150,7 +150,9 @@ def _run_header(run: Run, i: int) -> Section:
     blocks: list[Block] = [Text(
         f"{run.path}: {run.method} on {run.task} (difficulty {cfg.task.difficulty}), seed {cfg.seed}, model "
         f"{cfg.model}; budget {cfg.budget.compute:,} generated tokens; depth {cfg.search.depth}, "
-        f"{cfg.search.steps_per_stage} GRPO steps per stage.")]
+        f"{cfg.search.steps_per_stage} GRPO steps per stage"
+        + (" at the starting group size (every stage costs the same tokens)." if cfg.search.stage_compute == "tokens"
+           else "."))]
     best = run.best
     if best is not None:
         result = (f"Best node {best.id}: val {score(best.val_score)} "
