@@ -186,6 +186,10 @@ class SearchRun:
             steps = max(1, round(steps * self.tree.root.params["num_generations"] / params["num_generations"]))
         return steps
 
+    def stage_tokens(self, params: dict) -> float:
+        """Expected generated tokens of a full stage with ``params``."""
+        return self.stage_steps(params) * self.tokens_per_step(params)
+
     def _fit(self, specs: list[StageSpec]) -> list[tuple[StageSpec, int]]:
         """Give each stage its steps, shortening the last ones so that no method overspends."""
         left = self.cfg.budget.compute - self.tree.spent()
@@ -233,7 +237,7 @@ class SearchRun:
                 if not pending:
                     self.ctx.budget_left = max(0.0, 1 - self.tree.spent() / self.cfg.budget.compute)
                     self.ctx.tokens_left = max(0.0, self.cfg.budget.compute - self.tree.spent())
-                    self.ctx.stage_tokens = lambda p: self.stage_steps(p) * self.tokens_per_step(p)
+                    self.ctx.stage_tokens = self.stage_tokens
                     specs = self._ask()
                     fitted = self._fit(specs)
                     if not fitted:  # "budget spent" only if what is left cannot pay the shortest stage
@@ -309,7 +313,7 @@ class SearchRun:
             best = self.tree.best_at_depth(n.depth)
             if best is not None and res.val_score < best - es.margin:
                 remaining = max(0, self.ctx.max_depth(self.tree) - n.depth)
-                saved = int(remaining * self.stage_steps(n.params) * self.tokens_per_step(n.params))
+                saved = int(remaining * self.stage_tokens(n.params))
                 self.record("node_pruned", n.id, {"reason": f"val {res.val_score:.3f} < best at depth {n.depth} "
                                                   f"{best:.3f} - {es.margin}", "saved_compute": saved})
         best = self.tree.best()
