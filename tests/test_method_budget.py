@@ -60,7 +60,7 @@ def test_mcts_keeps_a_reserve_to_extend_its_best_node_to_the_full_depth():
 
 def test_mcts_trains_only_the_children_elsewhere_that_leave_the_reserve_at_their_own_cost():
     """Children proposed at once for a node other than the best are each checked against the reserve,
-    at what their own parameters cost; the best node's own children are not."""
+    at what their own parameters cost; the best node's own children against extending one of them."""
     from llmzero.search.methods.tree_search import MCTS
 
     cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 1000},
@@ -87,7 +87,17 @@ def test_mcts_trains_only_the_children_elsewhere_that_leave_the_reserve_at_their
     planned = [same, same]  # planned earlier in this round, at their own cost
     assert m._affordable(tree, ctx, {"n2": 2}, planned, "n2", [same, same]) == [same, same]  # 60 - 40 >= 20
     assert m._affordable(tree, ctx, {"n2": 2}, planned, "n2", [same, wide]) == [same]  # 60 - 30 - 20 < 20
-    assert m._affordable(tree, ctx, {}, planned, "n1", [same, wide, same]) == [same, wide, same]  # the best
+
+    # the best node's own children: after the first, each leaves one more stage (depth 2 -> 3) at the
+    # dearest kept child's cost, so that siblings do not spend what their own path needs
+    first, wide1 = child("n1"), child("n1", num_generations=2 * d["num_generations"])
+    assert m._affordable(tree, ctx, {}, planned, "n1", [first, wide1, first]) == [first]  # 40-10-20 < 20
+    assert m._affordable(tree, ctx, {}, [same] * 3, "n1", [first] * 3) == [first, first]  # 30-20 >= 10, 30-30 < 10
+    assert m._affordable(tree, ctx, {}, [same], "n1", [wide1, first, first]) == [wide1, first]  # 50-30 >= 20, 50-40 < 20
+    tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": d, "steps": 10})
+    tree.apply("stage_finished", "n3", {"val_score": 0.5, "history": []})
+    ctx.tokens_left = 15  # the best node n3 is one stage short of the full depth: its children are not limited
+    assert m._affordable(tree, ctx, {}, [], "n3", [first, first, first]) == [first, first, first]
 
 
 def test_stage_compute_tokens_gives_a_larger_group_fewer_steps_at_the_same_cost(tmp_path):

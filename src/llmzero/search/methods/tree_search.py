@@ -148,7 +148,9 @@ class MCTS(_Expander):
     Otherwise the best node is extended. A strategy is only as good as its training is long, so the
     search never spends its budget on a wide tree whose best path ends halfway. The reserve holds for
     every child planned, at what its own parameters cost (a larger group costs more): of the children
-    proposed elsewhere at once, only those it leaves room for are trained.
+    proposed elsewhere at once, only those it leaves room for are trained. It also holds among the
+    best node's own children: a second child is trained only if what is left after it still extends
+    one of them to the full depth.
     """
 
     name = "mcts"
@@ -205,16 +207,27 @@ class MCTS(_Expander):
 
     def _affordable(self, tree: Tree, ctx: SearchContext, planned: dict[str, int], specs: list[StageSpec],
                     target: str, new: list[StageSpec]) -> list[StageSpec]:
+        """Elsewhere, each child must leave the best node's reserve. At the best node, each child after
+        the first must leave what extending one of them to the full depth costs (``stages`` more, at
+        the dearest child's cost): siblings must not spend the stages their own path needs."""
         best = tree.best()
-        kept = None if best is None or target == best.id else self._kept_for_best(tree, ctx, planned)
-        if kept is None:
+        if best is None or ctx.stage_tokens is None:
             return new
+        if target == best.id:
+            stages, kept = ctx.max_depth(tree) - best.depth - 1, None
+            if stages <= 0:
+                return new
+        else:
+            stages, kept = 0, self._kept_for_best(tree, ctx, planned)
+            if kept is None:
+                return new
         free = self._free(ctx, specs)
         out = new[:1]  # the first passed the reserve when its parent was chosen
         free -= ctx.stage_tokens(out[0].params)
         for spec in new[1:]:
             free -= ctx.stage_tokens(spec.params)
-            if free < kept:
+            need = kept if kept is not None else stages * max(ctx.stage_tokens(s.params) for s in [*out, spec])
+            if free < need:
                 break
             out.append(spec)
         return out
