@@ -26,10 +26,14 @@ esac
 
 # Built for this machine's CPU (-march=native: AVX-512 where it has it), without the multimodal
 # library. On our 2-core AVX-512 machines it reads prompts ~25% faster than the portable AVX2 build
-# (bench/agent.py). CMAKE_ARGS set in the environment replaces these flags, for example the portable
+# (bench/agent.py). Without AMX: on a VM whose CPU advertises AMX (Sapphire Rapids and later), the
+# native build's AMX tile kernels stopped the whole process with SIGILL (invalid opcode at
+# `tileloadd`) on the first answer, even with the kernel's AMX permission granted. CMAKE_ARGS set in
+# the environment replaces these flags, for example the portable
 # "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" for a machine
 # image that other CPUs will run.
-FLAGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=ON}"
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+FLAGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=ON \"-DCMAKE_C_FLAGS=$NO_AMX\" \"-DCMAKE_CXX_FLAGS=$NO_AMX\"}"
 # What was built is kept beside the venv: a change of flags (or of CPU, for a native build) rebuilds.
 BUILT="$VENV/.llama-cpp-build"
 WANT="$LLAMA_CPP_VERSION $FLAGS $(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | xargs)"
