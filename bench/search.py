@@ -392,6 +392,40 @@ def compute_to_reach(d: Path, method: str, base_val: float | None, target: float
     return None
 
 
+def cpu() -> dict[str, Any]:
+    """The CPU's model, torch's kernel level and the vector extensions that change float results: the
+    same seeds on another CPU can train a different base model (BLAS kernels differ by CPU)."""
+    import torch
+
+    model, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model is None:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+    return {"cpu_model": model, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_flags": [f for f in wanted if f in flags]}
+
+
+def packages() -> dict[str, str | None]:
+    """Versions of the packages a cell's numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in ("transformers", "trl", "accelerate", "tokenizers", "reasoning-gym", "numpy",
+                 "llama-cpp-python"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -404,7 +438,8 @@ def machine() -> dict[str, Any]:
         commit, dirty = None, None
     return {"platform": platform.platform(), "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
+            **cpu(), "python": platform.python_version(), "torch": torch.__version__,
+            "packages": packages(),
             "torch_threads_per_worker": 1,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "llmzero_commit": commit, "llmzero_dirty": dirty,
@@ -807,7 +842,8 @@ def table(res: dict[str, Any]) -> str:
     st = Stats(res["records"])
     cfg = res["config"]
     m = res["machine"]
-    out = [f"machine: {m['processor']}, {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}, "
+    cpu_ = f" ({m['cpu_model']}; {m['cpu_capability']}, {' '.join(m['cpu_flags'])})" if m.get("cpu_model") else ""
+    out = [f"machine: {m['processor']}{cpu_}, {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}, "
            f"torch {m['torch']}{', GPU ' + m['gpu'] if m.get('gpu') else ''}; llmzero "
            f"{(m.get('llmzero_commit') or '?')[:10]}{' (modified)' if m.get('llmzero_dirty') else ''}; "
            f"{m['date']}",

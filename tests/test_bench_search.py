@@ -94,8 +94,10 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     res = json.loads(results.read_text())
     recs = {x["method"]: x for x in res["records"]}
     assert list(recs) == METHODS and len(res["records"]) == len(METHODS)
-    for k in ("platform", "processor", "cpu_count", "python", "torch", "llmzero_commit", "date"):
+    for k in ("platform", "processor", "cpu_count", "cpu_model", "cpu_capability", "python", "torch",
+              "llmzero_commit", "date"):
         assert k in res["machine"]
+    assert res["machine"]["packages"]["trl"] and res["machine"]["packages"]["reasoning-gym"]
     assert res["config"]["tasks"] == ["number_sorting"]
     base_test = recs["base"]["test_score"]
     for m, x in recs.items():
