@@ -393,8 +393,8 @@ def compute_to_reach(d: Path, method: str, base_val: float | None, target: float
 
 
 def cpu() -> dict[str, Any]:
-    """The CPU's model, torch's kernel level and the vector extensions that change float results: the
-    same seeds on another CPU can train a different base model (BLAS kernels differ by CPU)."""
+    """The CPU's model, torch's kernel level and its vector extensions: the same seeds trained other
+    base models on a second machine with another CPU (likely its float kernels; not pinned down)."""
     import torch
 
     model, flags = None, set()

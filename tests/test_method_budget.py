@@ -92,8 +92,10 @@ def test_mcts_trains_only_the_children_elsewhere_that_leave_the_reserve_at_their
     # dearest kept child's cost, so that siblings do not spend what their own path needs
     first, wide1 = child("n1"), child("n1", num_generations=2 * d["num_generations"])
     assert m._affordable(tree, ctx, {}, planned, "n1", [first, wide1, first]) == [first]  # 40-10-20 < 20
-    assert m._affordable(tree, ctx, {}, [same] * 3, "n1", [first] * 3) == [first, first]  # 30-20 >= 10, 30-30 < 10
-    assert m._affordable(tree, ctx, {}, [same], "n1", [wide1, first, first]) == [wide1, first]  # 50-30 >= 20, 50-40 < 20
+    # 30-20 >= 10, then 30-30 < 10
+    assert m._affordable(tree, ctx, {}, [same] * 3, "n1", [first] * 3) == [first, first]
+    # 50-30 >= 20 (the wide child's cost), then 50-40 < 20
+    assert m._affordable(tree, ctx, {}, [same], "n1", [wide1, first, first]) == [wide1, first]
     tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": d, "steps": 10})
     tree.apply("stage_finished", "n3", {"val_score": 0.5, "history": []})
     ctx.tokens_left = 15  # the best node n3 is one stage short of the full depth: its children are not limited

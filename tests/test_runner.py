@@ -52,8 +52,8 @@ def test_stage_reports_trl_metrics_cost_and_checkpoint(setup):
 
 def test_changed_learning_rate_is_applied_on_resume(setup):
     root, _, _, runner, space, _ = setup
-    # An entropy bonus gives every step a gradient: the tiny model's groups may all share one reward
-    # (on some CPUs its sampled answers were all wrong), which gives GRPO's loss none.
+    # An entropy bonus gives every step a gradient. Without it, on a second machine, these 4 steps left
+    # the weights exactly unchanged, as when every group shares one reward (GRPO's loss then has none).
     bonus = {"entropy_coef": 0.01}
     parent = runner.run_stage(None, stage(space, learning_rate=3e-3, **bonus), str(root / "p"), seed=0)
     child = runner.run_stage(parent.checkpoint, stage(space, learning_rate=1e-5, **bonus), str(root / "c"), seed=0)

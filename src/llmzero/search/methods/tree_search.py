@@ -226,7 +226,10 @@ class MCTS(_Expander):
         free -= ctx.stage_tokens(out[0].params)
         for spec in new[1:]:
             free -= ctx.stage_tokens(spec.params)
-            need = kept if kept is not None else stages * max(ctx.stage_tokens(s.params) for s in [*out, spec])
+            if kept is None:  # at the best node: one of these children extended to the full depth
+                need = stages * max(ctx.stage_tokens(s.params) for s in [*out, spec])
+            else:
+                need = kept
             if free < need:
                 break
             out.append(spec)
