@@ -213,11 +213,11 @@ class MCTS(_Expander):
         best = tree.best()
         if best is None or ctx.stage_tokens is None:
             return new
-        if target == best.id:
-            stages, kept = ctx.max_depth(tree) - best.depth - 1, None
+        if target == best.id:  # what is left must extend one of these children to the full depth
+            stages, kept = ctx.max_depth(tree) - best.depth - 1, 0.0
             if stages <= 0:
                 return new
-        else:
+        else:  # what is left must keep the best node's reserve
             stages, kept = 0, self._kept_for_best(tree, ctx, planned)
             if kept is None:
                 return new
@@ -226,11 +226,7 @@ class MCTS(_Expander):
         free -= ctx.stage_tokens(out[0].params)
         for spec in new[1:]:
             free -= ctx.stage_tokens(spec.params)
-            if kept is None:  # at the best node: one of these children extended to the full depth
-                need = stages * max(ctx.stage_tokens(s.params) for s in [*out, spec])
-            else:
-                need = kept
-            if free < need:
+            if free < kept + stages * max(ctx.stage_tokens(s.params) for s in [*out, spec]):
                 break
             out.append(spec)
         return out
