@@ -126,3 +126,26 @@ def test_stage_compute_tokens_gives_a_larger_group_fewer_steps_at_the_same_cost(
     assert len({round(s * p) for s, p in zip(steps, per_step)}) == 1  # the same cost each
     tight, run = fitted("tokens", budget=int(40 * per_step[0] + 10 * per_step[1]))  # the third does not fit
     assert tight == [40, 10]  # the second shortened to what is left (a quarter of its 20, above the minimum)
+
+
+def test_mcts_keeps_a_full_path_for_the_roots_first_children_before_any_stage_has_a_score():
+    """Before any stage is scored the root is the best node: its first children, proposed together,
+    may not spend what extending one of them to the full depth costs."""
+    from llmzero.search.methods.tree_search import MCTS
+
+    cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 1000},
+                        "search": {"depth": 3, "max_children": 3}})
+    tree = Tree()
+    d = DEFAULT_SPACE.defaults()
+    tree.apply("root", "root", {"params": d, "val_score": 0.3})
+    ctx = SearchContext(cfg=cfg, space=DEFAULT_SPACE, tokens_left=50,
+                        stage_tokens=lambda p: 10.0 * p["num_generations"] / d["num_generations"])
+    same = StageSpec(parent_id="root", params=d, reason="", proposed_by="test")
+    wide = StageSpec(parent_id="root", params={**d, "num_generations": 2 * d["num_generations"]}, reason="",
+                     proposed_by="test")
+    m = MCTS()
+    assert tree.best() is None and m._reserve(tree, ctx, {}, [], "root") == "root"
+    assert m._affordable(tree, ctx, {}, [], "root", [same, same, same]) == [same, same, same]  # 50-30 >= 2*10
+    assert m._affordable(tree, ctx, {}, [], "root", [same, wide]) == [same]  # 50-30 < 2*20: no full 16-path
+    ctx.tokens_left = 70
+    assert m._affordable(tree, ctx, {}, [], "root", [same, wide, same]) == [same, wide]  # 70-30 >= 40 > 70-40

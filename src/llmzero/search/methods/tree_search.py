@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from llmzero.search.methods._base import MIN_STAGE_SHARE, SearchContext, StageSpec, propose_specs, usable
-from llmzero.search.tree import ROOT, NodeState, Tree
+from llmzero.search.tree import ROOT, Node, NodeState, Tree
 from llmzero.search.uct import backed_up_values, select_child
 
 DEEPEST = 50  # search.depth's own bound: deepening stops there
@@ -179,10 +179,14 @@ class MCTS(_Expander):
         return node_id if _room(tree, node_id, ctx, planned) > 0 else None
 
     @staticmethod
-    def _kept_for_best(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> float | None:
+    def _best(tree: Tree) -> Node:
+        """The node the reserve keeps a full path for: the best scored stage, else the root."""
+        return tree.best() or tree.root
+
+    def _kept_for_best(self, tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> float | None:
         """Tokens the reserve keeps for extending the best node to the full depth (None: no reserve)."""
-        best = tree.best()
-        if best is None or ctx.stage_tokens is None:
+        best = self._best(tree)
+        if ctx.stage_tokens is None:
             return None
         extending = planned.get(best.id, 0) > 0
         if not extending and _room(tree, best.id, ctx, planned) <= 0:
@@ -197,8 +201,8 @@ class MCTS(_Expander):
 
     def _reserve(self, tree: Tree, ctx: SearchContext, planned: dict[str, int], specs: list[StageSpec],
                  target: str | None) -> str | None:
-        best = tree.best()
-        if target is None or best is None or target == best.id:
+        best = self._best(tree)
+        if target is None or target == best.id:
             return target
         kept = self._kept_for_best(tree, ctx, planned)
         if kept is None or self._free(ctx, specs) - ctx.stage_tokens(tree.nodes[target].params) >= kept:
@@ -210,8 +214,8 @@ class MCTS(_Expander):
         """Elsewhere, each child must leave the best node's reserve. At the best node, each child after
         the first must leave what extending one of them to the full depth costs (``stages`` more, at
         the dearest child's cost): siblings must not spend the stages their own path needs."""
-        best = tree.best()
-        if best is None or ctx.stage_tokens is None:
+        best = self._best(tree)
+        if ctx.stage_tokens is None:
             return new
         if target == best.id:  # what is left must extend one of these children to the full depth
             stages, kept = ctx.max_depth(tree) - best.depth - 1, 0.0
