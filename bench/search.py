@@ -842,7 +842,9 @@ def table(res: dict[str, Any]) -> str:
     st = Stats(res["records"])
     cfg = res["config"]
     m = res["machine"]
-    cpu_ = f" ({m['cpu_model']}; {m['cpu_capability']}, {' '.join(m['cpu_flags'])})" if m.get("cpu_model") else ""
+    cpu_ = ""
+    if m.get("cpu_model"):
+        cpu_ = f" ({m['cpu_model']}; {m['cpu_capability']}, {' '.join(m['cpu_flags'])})"
     out = [f"machine: {m['processor']}{cpu_}, {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}, "
            f"torch {m['torch']}{', GPU ' + m['gpu'] if m.get('gpu') else ''}; llmzero "
            f"{(m.get('llmzero_commit') or '?')[:10]}{' (modified)' if m.get('llmzero_dirty') else ''}; "

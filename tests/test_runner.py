@@ -56,7 +56,8 @@ def test_changed_learning_rate_is_applied_on_resume(setup):
     # the weights exactly unchanged, as when every group shares one reward (GRPO's loss then has none).
     bonus = {"entropy_coef": 0.01}
     parent = runner.run_stage(None, stage(space, learning_rate=3e-3, **bonus), str(root / "p"), seed=0)
-    child = runner.run_stage(parent.checkpoint, stage(space, learning_rate=1e-5, **bonus), str(root / "c"), seed=0)
+    child = runner.run_stage(parent.checkpoint, stage(space, learning_rate=1e-5, **bonus), str(root / "c"),
+                             seed=0)
     assert child.ok, child.error
     assert child.start_step == 4 and child.end_step == 8
     assert [h["step"] for h in child.history] == [5, 6, 7, 8]
@@ -68,7 +69,8 @@ def test_changed_learning_rate_is_applied_on_resume(setup):
         wa, wb = load_file(f"{a}/model.safetensors"), load_file(f"{b}/model.safetensors")
         return sum((wa[k] - wb[k]).norm() ** 2 for k in wa) ** 0.5
 
-    big = runner.run_stage(parent.checkpoint, stage(space, learning_rate=3e-3, **bonus), str(root / "c_big"), seed=0)
+    big = runner.run_stage(parent.checkpoint, stage(space, learning_rate=3e-3, **bonus), str(root / "c_big"),
+                           seed=0)
     assert 0 < delta(child.checkpoint, parent.checkpoint) * 20 < delta(big.checkpoint, parent.checkpoint)
 
 

@@ -124,7 +124,8 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
     from llmzero.tasks import task_space
 
     prior = load_prior(src)
-    expected, _ = map_strategy(prior, task_space(get_task("arithmetic", sizes=small_sizes)))
+    target_space = task_space(get_task("arithmetic", sizes=small_sizes))
+    expected, _ = map_strategy(prior, target_space)
     replayed = Strategy.load(out / "replay" / "strategy.yaml")
     assert [s.params for s in replayed.stages] == [s.params for s in expected.stages]
     # the search started from the prior: the root's first child follows the prior's first move, unless
@@ -134,7 +135,7 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
 
     tree = Journal(out / "search" / "journal.sqlite").replay()
     first = tree.nodes[tree.root.children[0]]
-    moved = apply_move(task_space(get_task("arithmetic", sizes=small_sizes)), tree.root.params, prior.moves[0])[0]
+    moved = apply_move(target_space, tree.root.params, prior.moves[0])[0]
     if moved != tree.root.params:
         assert first.transition["proposed_by"] == "prior"
         assert first.params == moved
