@@ -4,6 +4,7 @@ answer the findings.
     python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare]
     python bench/agent.py --order [--tier 0.5b] [--rounds 4]   # does it pick an option or a position?
     python bench/agent.py --score [--tier 0.5b] [--rounds 4]   # can it judge one option put alone?
+    python bench/agent.py --picks RUNS_DIR [RUNS_DIR ...]      # first picks in searches, by count asked
 
 Contexts are real stage histories of number_sorting (tests/fixtures/real_histories.json: a healthy
 stage, lr 1e-3, a short max_completion_length, temperature 0.5, entropy_coef 0.1). For each, the
@@ -220,6 +221,27 @@ def score_probe(llm, rounds: int) -> dict:
             "spread": statistics.median(spreads) if spreads else float("nan")}
 
 
+def first_picks(dirs: list[str]) -> dict[int, Counter]:
+    """Per count asked (k): the agent's first menu pick in every proposal answer journaled under
+    ``dirs`` (a benchmark's runs directory, searched for journals)."""
+    from llmzero.search import JOURNAL, Journal
+
+    out: dict[int, Counter] = {}
+    for path in sorted(p for d in dirs for p in Path(d).rglob(JOURNAL)):
+        j = Journal(path)
+        try:
+            for *_, payload in j.events("proposal"):
+                try:
+                    answer = Answer.model_validate_json((payload.get("agent") or {}).get("answer") or "")
+                except ValidationError:
+                    continue  # no answer: a failed call, fallen back to the skill agent
+                if answer.proposals and answer.proposals[0].option is not None:
+                    out.setdefault(payload["k"], Counter())[answer.proposals[0].option] += 1
+        finally:
+            j.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tier", default="0.5b")
@@ -235,7 +257,16 @@ def main() -> None:
     ap.add_argument("--score", action="store_true",
                     help="Only the scoring probe: P(yes) for each option put alone; does the best one undo the "
                          "history's known cause?")
+    ap.add_argument("--picks", nargs="+", metavar="RUNS_DIR",
+                    help="Only count, in the searches journaled under these directories, the agent's first menu "
+                         "pick by the number of picks asked for (no model is loaded).")
     a = ap.parse_args()
+    if a.picks:
+        for k, c in sorted(first_picks(a.picks).items()):
+            n = sum(c.values())
+            shares = ", ".join(f"option {o}: {v}" for o, v in sorted(c.items()))
+            print(f"asked for {k}: {n} answers, first pick {shares}")
+        return
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer
     from llmzero.llm import get_llm
