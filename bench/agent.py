@@ -258,8 +258,8 @@ def main() -> None:
                     help="Only the scoring probe: P(yes) for each option put alone; does the best one undo the "
                          "history's known cause?")
     ap.add_argument("--picks", nargs="+", metavar="RUNS_DIR",
-                    help="Only count, in the searches journaled under these directories, the agent's first menu "
-                         "pick by the number of picks asked for (no model is loaded).")
+                    help="Only count, in the searches journaled under these directories, the agent's first "
+                         "menu pick by the number of picks asked for (no model is loaded).")
     a = ap.parse_args()
     if a.picks:
         for k, c in sorted(first_picks(a.picks).items()):

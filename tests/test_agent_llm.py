@@ -58,7 +58,8 @@ def test_prompt_has_every_section():
     text = render_prompt(ctx, diagnose(ctx.path), 2)
     for part in ("Now: all at start values", "0: base model | val 0.37", "1: no change | val 0.41",
                  "Trends: reward .3->.32, entropy .37->.032, zero_std", "entropy_collapse (", "Tried here: temperature "
-                 "1->1.2: val 0.4", "Best val 0.41", "budget left 60%", "next stage 2/3", "Give two proposals."):
+                 "1->1.2: val 0.4", "Best val 0.41", "budget left 60%", "next stage 2/3",
+                 "Give two proposals."):
         assert part in text, part
     moved = ProposalContext(space=SPACE, node=NodeView("n3", 2, {**BASE, "learning_rate": 3e-4}, "complete"),
                             path=ctx.path, max_depth=3)
@@ -216,7 +217,8 @@ def test_menu_picks_become_the_listed_options_and_bad_picks_are_replaced():
     messages, schema = llm.calls[0]
     prompt = messages[1]["content"]
     n = schema["properties"]["proposals"]["items"]["properties"]["option"]["enum"]
-    assert "Options:\n1: " in prompt and "Pick two options." in prompt and "[1e-7, 0.01]" in messages[0]["content"]
+    assert "Options:\n1: " in prompt and "Pick two options." in prompt
+    assert "[1e-7, 0.01]" in messages[0]["content"]
     assert schema["properties"]["proposals"]["minItems"] == 2  # exactly k picks
     assert n == list(range(1, len(n) + 1)) and f"\n{len(n)}: " in prompt
     # the options are drawn from the proposer's rng: the same draw gives the same menu
@@ -233,7 +235,8 @@ def test_free_mode_asks_for_changes_with_bounds():
     agent = LLMProposer(llm, answer="free")
     out = agent.propose(context(), 1, random.Random(0))
     assert "learning_rate 1e-4 [1e-7, 0.01] R" in llm.calls[0][0][0]["content"]
-    assert "Give one proposal." in llm.calls[0][0][1]["content"] and "Options:" not in llm.calls[0][0][1]["content"]
+    user = llm.calls[0][0][1]["content"]
+    assert "Give one proposal." in user and "Options:" not in user
     assert "changes" in llm.calls[0][1]["properties"]["proposals"]["items"]["properties"]
     assert out[0].proposed_by == "llm" and out[0].params == {**BASE, "entropy_coef": 0.01}
     with pytest.raises(ValueError, match="answer='poem'"):

@@ -6,14 +6,15 @@ from pathlib import Path
 
 from llmzero.search import JOURNAL, Journal
 
-spec = importlib.util.spec_from_file_location("bench_agent", Path(__file__).parent.parent / "bench" / "agent.py")
+BENCH = Path(__file__).parent.parent / "bench"
+spec = importlib.util.spec_from_file_location("bench_agent", BENCH / "agent.py")
 agent = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(agent)
 
 
 def answer(*options: int) -> str:
-    return json.dumps({"diagnosis": "d", "decision": "expand",
-                       "proposals": [{"option": o, "rationale": "r", "expected_effect": "e"} for o in options]})
+    picks = [{"option": o, "rationale": "r", "expected_effect": "e"} for o in options]
+    return json.dumps({"diagnosis": "d", "decision": "expand", "proposals": picks})
 
 
 def test_first_picks_are_counted_per_count_asked_across_runs(tmp_path, capsys):
