@@ -224,17 +224,14 @@ def score_probe(llm, rounds: int) -> dict:
 def first_picks(dirs: list[str]) -> dict[int, Counter]:
     """Per count asked (k): the agent's first menu pick in every proposal answer journaled under
     ``dirs`` (a benchmark's runs directory, searched for journals)."""
+    from llmzero.agents.llm import journaled_answers
     from llmzero.search import JOURNAL, Journal
 
     out: dict[int, Counter] = {}
     for path in sorted(p for d in dirs for p in Path(d).rglob(JOURNAL)):
         j = Journal(path)
         try:
-            for *_, payload in j.events("proposal"):
-                try:
-                    answer = Answer.model_validate_json((payload.get("agent") or {}).get("answer") or "")
-                except ValidationError:
-                    continue  # no answer: a failed call, fallen back to the skill agent
+            for payload, answer in journaled_answers(j):
                 if answer.proposals and answer.proposals[0].option is not None:
                     out.setdefault(payload["k"], Counter())[answer.proposals[0].option] += 1
         finally:

@@ -475,20 +475,14 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
 def agent_choices(d: Path) -> dict[str, dict[str, int]]:
     """What the LLM agent's answers in one run chose: menu options by number (in the order the skill
     library lists them) and decisions, counted over its proposal events."""
-    from pydantic import ValidationError
-
-    from llmzero.agents.llm import Answer
+    from llmzero.agents.llm import journaled_answers
     from llmzero.search import JOURNAL, Journal
 
     picks: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
     j = Journal(d / JOURNAL)
     try:
-        for *_, payload in j.events("proposal"):
-            try:
-                answer = Answer.model_validate_json((payload.get("agent") or {}).get("answer") or "")
-            except ValidationError:
-                continue  # no answer: a failed call, fallen back to the skill agent
+        for _, answer in journaled_answers(j):
             picks.update(str(p.option) for p in answer.proposals if p.option is not None)
             decisions[answer.decision] += 1
     finally:

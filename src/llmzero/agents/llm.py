@@ -22,7 +22,8 @@ from __future__ import annotations
 import base64
 import math
 import random
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -33,6 +34,9 @@ from llmzero.agents.skill import SkillProposer, fallback_proposals
 from llmzero.llm._base import LLM, LLMReply
 from llmzero.space import Repair, Space, Value, params_key
 from llmzero.strategy import StageMode
+
+if TYPE_CHECKING:
+    from llmzero.search.journal import Journal
 
 STEP_FACTOR = 10.0  # a log-scale parameter moves at most x10 (or /10) in one stage
 MAX_PROPOSALS = 8
@@ -74,6 +78,17 @@ class Answer(BaseModel):
     diagnosis: str = ""
     proposals: list[ProposalAnswer] = Field(default_factory=list)
     decision: str = "expand"
+
+
+def journaled_answers(journal: Journal) -> Iterator[tuple[dict[str, Any], Answer]]:
+    """A search journal's agent answers, parsed, each with its proposal event's payload. Calls with no
+    usable answer (failed, and fallen back to the skill agent) and other proposers' events are left out."""
+    for *_, payload in journal.events("proposal"):
+        try:
+            answer = Answer.model_validate_json((payload.get("agent") or {}).get("answer") or "")
+        except ValidationError:
+            continue
+        yield payload, answer
 
 
 def _schema(pick: tuple[str, dict[str, Any]], k: int, lengths: tuple[int, int, int], min_k: int = 1) -> dict[str, Any]:
