@@ -17,7 +17,7 @@ def answer(*options: int) -> str:
     return json.dumps({"diagnosis": "d", "decision": "expand", "proposals": picks})
 
 
-def test_first_picks_are_counted_per_count_asked_across_runs(tmp_path, capsys):
+def test_first_picks_are_counted_per_count_asked_across_runs(tmp_path):
     for run, events in {"a/seed0": [(2, answer(2, 3)), (1, answer(1)), (2, "not json")],
                         "b/seed1": [(2, answer(1, 2)), (2, answer(2, 5)), (1, None)]}.items():
         (tmp_path / run).mkdir(parents=True)
