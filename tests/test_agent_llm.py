@@ -260,3 +260,63 @@ def test_curves_are_attached_as_a_png_when_asked():
     root = NodeView("root", 0, dict(BASE), "complete", val_score=0.37)  # nothing trained yet: no image
     LLMProposer(llm, curves=True).propose(ProposalContext(space=SPACE, node=root, path=(root,)), 2, random.Random(0))
     assert isinstance(llm.calls[2][0][1]["content"], str)
+
+
+class Picker(Scripted):
+    """A menu answer built from the prompt: ``pick(option_lines)`` gives the option numbers, and the
+    decisions are taken in turn, one per call."""
+
+    def __init__(self, pick, decisions=("expand",)):
+        super().__init__(None)
+        self.pick, self.decisions = pick, list(decisions)
+
+    def complete(self, messages, schema, *, temperature=0.2, max_tokens=400, seed=None):
+        lines = messages[1]["content"].split("Options:\n")[1].splitlines()[:-1]
+        self.answer = {"diagnosis": "d", "decision": self.decisions[len(self.calls) % len(self.decisions)],
+                       "proposals": [{"option": i, "rationale": "r", "expected_effect": "e"} for i in self.pick(lines)]}
+        return super().complete(messages, schema, temperature=temperature, max_tokens=max_tokens, seed=seed)
+
+
+def by_content(lines):
+    """The options that move the temperature alone, then the entropy bonus alone, wherever they are listed."""
+    moves = {int(x.split(":")[0]): x.split(": ", 1)[1].split(" (")[0] for x in lines}
+    return [next(i for i, m in moves.items() if m.startswith(name) and "," not in m)
+            for name in ("temperature", "entropy_coef")]
+
+
+def test_order_check_keeps_picks_that_survive_the_rotation():
+    from llmzero.agents.llm import menu_options
+
+    llm = Picker(by_content)
+    agent = LLMProposer(llm, order_check=True)
+    out = agent.propose(context(), 2, random.Random(0))
+    assert len(llm.calls) == 2 and llm.calls[0][0][1]["content"] != llm.calls[1][0][1]["content"]
+    assert [p.proposed_by for p in out] == ["llm", "llm"]
+    assert out[0].params["temperature"] != BASE["temperature"] and out[1].params["entropy_coef"] != BASE["entropy_coef"]
+    rec = agent.last_record
+    assert rec["llm"]["calls"] == 2 and rec["llm"]["prompt_tokens"] == 642 and rec["llm"]["seconds"] == 1.0
+    opts = menu_options(context(), random.Random(random.Random(0).random()))
+    assert rec["rotated"]["picked"] == sorted(by_content(render_prompt(
+        context(), diagnose(context().path), 2, opts).split("Options:\n")[1].splitlines()[:-1]))
+    # without the check the agent asks once
+    llm = Picker(by_content)
+    LLMProposer(llm).propose(context(), 2, random.Random(0))
+    assert len(llm.calls) == 1
+
+
+def test_order_check_leaves_picks_by_position_to_the_skill_library():
+    from llmzero.agents.llm import menu_options
+
+    opts = menu_options(context(), random.Random(random.Random(0).random()))
+    by_position = Picker(lambda lines: [1, 2], decisions=("backup", "expand"))
+    agent = LLMProposer(by_position, order_check=True)
+    out = agent.propose(context(val=0.30), 2, random.Random(0))
+    # neither pick names the same option twice: the skill library's first two options, in its order
+    assert [p.params for p in out] == [o.params for o in opts[:2]]
+    assert all(p.proposed_by == "skill" and "did not confirm" in p.reason for p in out)
+    # and the backup, not repeated by the rotated answer, does not close a branch that stopped improving
+    assert not agent.closed and agent.last_record["decision"] == "expand"
+    assert agent.last_record["rotated"]["picked"] == [3, 4]  # its options 1 and 2: the listed 3 and 4
+    # a closure both answers make stands
+    agent = LLMProposer(Picker(lambda lines: [1, 2], decisions=("backup",)), order_check=True)
+    assert agent.propose(context(val=0.30), 2, random.Random(0)) == [] and "n1" in agent.closed

@@ -12,6 +12,10 @@ One proposal round, top to bottom:
    to a sane step (log-scale parameters within x0.1 to x10 of the current value), no-op and
    duplicate proposals replaced by diverse fallbacks from the skill library. An LLM that fails or
    answers garbage never stops the search: the skill agent proposes instead, recorded as such.
+4. With ``order_check`` (menu answers), ask again with the menu rotated: a pick stands only if the
+   rotated answer picks the same option too, and the branch closes only if both answers close it.
+   Small models pick by position, not by option; what does not survive the rotation is left to the
+   skill library's order.
 
 Everything the round saw and produced (prompt, raw answer, repairs, tokens, seconds) is kept in
 ``last_record`` for the journal.
@@ -311,12 +315,13 @@ class LLMProposer:
     name = "llm"
 
     def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 400, task: str = "",
-                 answer: str = "menu", curves: bool = False):
+                 answer: str = "menu", curves: bool = False, order_check: bool = False):
         if answer not in ANSWER_MODES:
             raise ValueError(f"answer={answer!r} is not allowed: expected one of {', '.join(ANSWER_MODES)}")
         self.llm, self.temperature, self.max_tokens, self.task = llm, temperature, max_tokens, task
         self.answer = answer
         self.curves = curves  # attach the path's training curves as a PNG (vision-capable endpoints)
+        self.order_check = order_check  # menu answers: a pick counts only if it survives the menu's rotation
         self.skill = SkillProposer()
         self.last_record: dict[str, Any] = {}
         self.closed: set[str] = set()  # nodes the agent decided to stop or back up from
@@ -334,18 +339,21 @@ class LLMProposer:
         if png is not None:  # OpenAI's image part, a data URL: no file leaves the machine but the request
             url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
             content = [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": url}}]
+        seed = rng.randrange(2**31)
         reply = self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": content}],
-                                  schema, temperature=self.temperature, max_tokens=self.max_tokens,
-                                  seed=rng.randrange(2**31))
+                                  schema, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed)
         record: dict[str, Any] = {
             "system": system, "prompt": prompt, "curves_png_bytes": len(png) if png else 0, "answer": reply.text,
             "findings": [f.name for f in findings],
             "mode": "menu" if options else "free",
             "llm": {"backend": reply.backend, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),
-                    "attempts": reply.attempts, "error": reply.error},
+                    "attempts": reply.attempts, "error": reply.error, "calls": 1},
         }
-        proposals, repaired, decision, fallback_reason = self._from_reply(ctx, reply, k, rng, options)
+        check = None
+        if self.order_check and len(options) >= 2 and reply.parsed is not None:
+            check = self._rotated(ctx, findings, k, options, system, schema, seed, record)
+        proposals, repaired, decision, fallback_reason = self._from_reply(ctx, reply, k, rng, options, check)
         self.last_picks = proposals  # what the answer proposed, kept even when the branch is closed
         overruled = None
         if decision in ("stop", "backup") and ctx.node.depth > 0:
@@ -363,8 +371,36 @@ class LLMProposer:
         self.last_record = record
         return proposals
 
+    def _rotated(self, ctx: ProposalContext, findings: list[Finding], k: int, options: list[Proposal], system: str,
+                 schema: dict[str, Any], seed: int, record: dict[str, Any]) -> tuple[set[str], bool]:
+        """The same question with the menu rotated by half its length (no option keeps its number), with
+        the same seed: the options it picks, and whether it closes the branch. Its cost joins the record's."""
+        shift = len(options) // 2
+        rotated = options[shift:] + options[:shift]
+        prompt = render_prompt(ctx, findings, k, rotated)
+        reply = self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+                                  schema, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed)
+        call = record["llm"]
+        call.update(prompt_tokens=call["prompt_tokens"] + reply.prompt_tokens, calls=2,
+                    completion_tokens=call["completion_tokens"] + reply.completion_tokens,
+                    seconds=round(call["seconds"] + reply.seconds, 3))
+        picked: set[str] = set()
+        closes = False
+        try:
+            answer = Answer.model_validate(reply.parsed) if reply.parsed is not None else None
+        except ValidationError:
+            answer = None
+        if answer is not None:
+            picked = {params_key(rotated[a.option - 1].params) for a in answer.proposals[:k]
+                      if a.option is not None and 1 <= a.option <= len(rotated)}
+            closes = answer.decision in ("stop", "backup")
+        record["rotated"] = {"prompt": prompt, "answer": reply.text, "error": reply.error,
+                             "picked": sorted(i for i, o in enumerate(options, 1) if params_key(o.params) in picked)}
+        return picked, closes
+
     def _from_reply(self, ctx: ProposalContext, reply: LLMReply, k: int, rng: random.Random,
-                    options: list[Proposal]) -> tuple[list[Proposal], int, str, str | None]:
+                    options: list[Proposal], check: tuple[set[str], bool] | None = None,
+                    ) -> tuple[list[Proposal], int, str, str | None]:
         answer: Answer | None = None
         if reply.parsed is not None:
             try:
@@ -377,6 +413,9 @@ class LLMProposer:
             return ([Proposal(p.params, f"skill fallback (llm: {why}): {p.reason}", "skill", p.mode, p.repairs,
                               p.findings) for p in props], 0, "expand", why)
         decision = answer.decision if answer.decision in DECISIONS else "expand"
+        if check is not None and not check[1]:
+            decision = "expand"  # the rotated answer did not close the branch: the closure is not confirmed
+        unconfirmed = 0
         current = {p.name: ctx.node.params.get(p.name, p.default) for p in ctx.space}
         seen = {params_key(s.params) for s in ctx.siblings}
         out: list[Proposal] = []
@@ -388,6 +427,9 @@ class LLMProposer:
                     repaired += 1
                     continue  # not a listed option, or picked twice: replaced below
                 o = options[a.option - 1]
+                if check is not None and params_key(o.params) not in check[0]:
+                    unconfirmed += 1
+                    continue  # picked by its position, not for itself: the skill library's order decides
                 seen.add(params_key(o.params))
                 out.append(Proposal(o.params, f"llm: {answer.diagnosis[:150]} | {why} | option {a.option}: "
                                     f"{_moves(current, o.params) or 'keep going'}"[:600], "llm", o.mode, o.repairs,
@@ -406,8 +448,9 @@ class LLMProposer:
                 break
             if params_key(o.params) not in seen:
                 seen.add(params_key(o.params))
-                out.append(Proposal(o.params, f"replaces a repeated or unlisted llm pick: {o.reason}", "skill",
-                                    o.mode, o.repairs, o.findings))
+                why = "an llm pick the rotated menu did not confirm" if unconfirmed else "a repeated or unlisted llm pick"
+                unconfirmed = max(0, unconfirmed - 1)
+                out.append(Proposal(o.params, f"replaces {why}: {o.reason}", "skill", o.mode, o.repairs, o.findings))
         if len(out) < k:
             extra = fallback_proposals(ctx, k - len(out), rng, exclude=[current, *(p.params for p in out)],
                                        proposed_by="skill")

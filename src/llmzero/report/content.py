@@ -271,7 +271,7 @@ def llm_totals(calls: Sequence[AgentCall]) -> dict[str, Any]:
         llm = (c.agent or {}).get("llm")
         if not llm:
             continue
-        t["llm_calls"] += 1
+        t["llm_calls"] += llm.get("calls", 1)
         t["llm_prompt_tokens"] += llm.get("prompt_tokens", 0)
         t["llm_completion_tokens"] += llm.get("completion_tokens", 0)
         t["llm_seconds"] += llm.get("seconds", 0.0)

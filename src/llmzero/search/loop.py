@@ -131,7 +131,8 @@ class SearchRun:
                 raise ConfigError(f"llm.backend='llama' cannot load the embedded model: {str(e).splitlines()[0]} "
                                   "(install it with `make local-llm`, or use search.proposer=skill)") from None
         answer = c.answer if c.answer != "auto" else ("free" if c.backend == "openai" else "menu")
-        return LLMProposer(llm, temperature=c.temperature, max_tokens=c.max_tokens, answer=answer, curves=c.curves)
+        return LLMProposer(llm, temperature=c.temperature, max_tokens=c.max_tokens, answer=answer, curves=c.curves,
+                           order_check=c.order_check)
 
     def _start(self, progress: Callable[[str], None]) -> None:
         from llmzero.models.base import build_base, check_model_dir
@@ -439,7 +440,7 @@ class SearchRun:
             call = agent.get("llm")
             if not call:
                 continue
-            t["llm_calls"] += 1
+            t["llm_calls"] += call.get("calls", 1)
             t["llm_prompt_tokens"] += call.get("prompt_tokens", 0)
             t["llm_completion_tokens"] += call.get("completion_tokens", 0)
             t["llm_seconds"] = round(t["llm_seconds"] + call.get("seconds", 0.0), 3)
