@@ -221,21 +221,48 @@ def score_probe(llm, rounds: int) -> dict:
             "spread": statistics.median(spreads) if spreads else float("nan")}
 
 
-def first_picks(dirs: list[str]) -> dict[int, Counter]:
-    """Per count asked (k): the agent's first menu pick in every proposal answer journaled under
-    ``dirs`` (a benchmark's runs directory, searched for journals)."""
+def _answers(dirs: list[str]):
+    """Every proposal answer journaled under ``dirs`` (benchmark runs directories, searched for
+    journals), with its proposal event's payload."""
     from llmzero.agents.llm import journaled_answers
     from llmzero.search import JOURNAL, Journal
 
-    out: dict[int, Counter] = {}
     for path in sorted(p for d in dirs for p in Path(d).rglob(JOURNAL)):
         j = Journal(path)
         try:
-            for payload, answer in journaled_answers(j):
-                if answer.proposals and answer.proposals[0].option is not None:
-                    out.setdefault(payload["k"], Counter())[answer.proposals[0].option] += 1
+            yield from journaled_answers(j)
         finally:
             j.close()
+
+
+def first_picks(dirs: list[str]) -> dict[int, Counter]:
+    """Per count asked (k): the agent's first menu pick in every proposal answer journaled under ``dirs``."""
+    out: dict[int, Counter] = {}
+    for payload, answer in _answers(dirs):
+        if answer.proposals and answer.proposals[0].option is not None:
+            out.setdefault(payload["k"], Counter())[answer.proposals[0].option] += 1
+    return out
+
+
+def confirmed_picks(dirs: list[str]) -> Counter:
+    """Over the answers asked again with the menu rotated (``llm.order_check``): menu picks, those the
+    rotated answer picked too, and closing decisions, those the rotated answer made too."""
+    out: Counter = Counter()
+    for payload, answer in _answers(dirs):
+        rotated = payload["agent"].get("rotated")
+        if rotated is None:
+            continue
+        try:
+            again = Answer.model_validate_json(rotated.get("answer") or "")
+        except ValidationError:
+            again = None
+        picks = [a.option for a in answer.proposals[:payload["k"]] if a.option is not None]
+        out["answers"] += 1
+        out["picks"] += len(picks)
+        out["confirmed"] += sum(o in rotated["picked"] for o in picks)
+        if answer.decision in ("stop", "backup"):
+            out["closing"] += 1
+            out["closing_confirmed"] += again is not None and again.decision in ("stop", "backup")
     return out
 
 
@@ -256,13 +283,18 @@ def main() -> None:
                          "history's known cause?")
     ap.add_argument("--picks", nargs="+", metavar="RUNS_DIR",
                     help="Only count, in the searches journaled under these directories, the agent's first "
-                         "menu pick by the number of picks asked for (no model is loaded).")
+                         "menu pick by the number of picks asked for, and with llm.order_check the picks and "
+                         "closing decisions the rotated menu confirmed (no model is loaded).")
     a = ap.parse_args()
     if a.picks:
         for k, c in sorted(first_picks(a.picks).items()):
             n = sum(c.values())
             shares = ", ".join(f"option {o}: {v}" for o, v in sorted(c.items()))
             print(f"asked for {k}: {n} answers, first pick {shares}")
+        if (c := confirmed_picks(a.picks))["answers"]:
+            print(f"asked again rotated (llm.order_check): {c['answers']} answers; the rotated answer "
+                  f"picked {c['confirmed']} of their {c['picks']} picks and repeated "
+                  f"{c['closing_confirmed']} of their {c['closing']} closing decisions")
         return
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer

@@ -29,3 +29,21 @@ def test_first_picks_are_counted_per_count_asked_across_runs(tmp_path):
     picks = agent.first_picks([str(tmp_path / "a"), str(tmp_path / "b")])
     assert picks == {1: {1: 1}, 2: {2: 2, 1: 1}}  # the unparsable answer and the skill proposal left out
     assert agent.first_picks([str(tmp_path / "b")]) == {2: {1: 1, 2: 1}}
+
+
+def test_confirmed_picks_count_what_the_rotated_menu_repeated(tmp_path):
+    def rotated(picked, decision="expand", text=None):
+        return {"picked": picked, "answer": text if text is not None else json.dumps(
+            {"diagnosis": "d", "decision": decision, "proposals": []})}
+
+    backup = json.loads(answer(1, 2)) | {"decision": "backup"}
+    j = Journal(tmp_path / JOURNAL, create=True)
+    for k, text, rot in [(2, answer(1, 2), rotated([2, 4])),  # one of two picks confirmed
+                         (2, json.dumps(backup), rotated([3, 4], "backup")),  # none; the backup repeated
+                         (1, json.dumps(backup | {"proposals": backup["proposals"][:1]}),
+                          rotated([1], text="junk")),  # confirmed; the rotated answer unparsable
+                         (2, answer(3, 5), None)]:  # asked once: not counted
+        j.append("proposal", "n1", {"k": k, "agent": {"answer": text, **({"rotated": rot} if rot else {})}})
+    j.close()
+    c = agent.confirmed_picks([str(tmp_path)])
+    assert (c["answers"], c["picks"], c["confirmed"], c["closing"], c["closing_confirmed"]) == (3, 5, 2, 2, 1)
