@@ -273,7 +273,8 @@ class Picker(Scripted):
     def complete(self, messages, schema, *, temperature=0.2, max_tokens=400, seed=None):
         lines = messages[1]["content"].split("Options:\n")[1].splitlines()[:-1]
         self.answer = {"diagnosis": "d", "decision": self.decisions[len(self.calls) % len(self.decisions)],
-                       "proposals": [{"option": i, "rationale": "r", "expected_effect": "e"} for i in self.pick(lines)]}
+                       "proposals": [{"option": i, "rationale": "r", "expected_effect": "e"}
+                                     for i in self.pick(lines)]}
         return super().complete(messages, schema, temperature=temperature, max_tokens=max_tokens, seed=seed)
 
 
@@ -292,7 +293,8 @@ def test_order_check_keeps_picks_that_survive_the_rotation():
     out = agent.propose(context(), 2, random.Random(0))
     assert len(llm.calls) == 2 and llm.calls[0][0][1]["content"] != llm.calls[1][0][1]["content"]
     assert [p.proposed_by for p in out] == ["llm", "llm"]
-    assert out[0].params["temperature"] != BASE["temperature"] and out[1].params["entropy_coef"] != BASE["entropy_coef"]
+    assert out[0].params["temperature"] != BASE["temperature"]
+    assert out[1].params["entropy_coef"] != BASE["entropy_coef"]
     rec = agent.last_record
     assert rec["llm"]["calls"] == 2 and rec["llm"]["prompt_tokens"] == 642 and rec["llm"]["seconds"] == 1.0
     opts = menu_options(context(), random.Random(random.Random(0).random()))

@@ -371,15 +371,16 @@ class LLMProposer:
         self.last_record = record
         return proposals
 
-    def _rotated(self, ctx: ProposalContext, findings: list[Finding], k: int, options: list[Proposal], system: str,
-                 schema: dict[str, Any], seed: int, record: dict[str, Any]) -> tuple[set[str], bool]:
+    def _rotated(self, ctx: ProposalContext, findings: list[Finding], k: int, options: list[Proposal],
+                 system: str, schema: dict[str, Any], seed: int, record: dict[str, Any]) -> tuple[set[str], bool]:
         """The same question with the menu rotated by half its length (no option keeps its number), with
         the same seed: the options it picks, and whether it closes the branch. Its cost joins the record's."""
         shift = len(options) // 2
         rotated = options[shift:] + options[:shift]
         prompt = render_prompt(ctx, findings, k, rotated)
-        reply = self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-                                  schema, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        reply = self.llm.complete(messages, schema, temperature=self.temperature, max_tokens=self.max_tokens,
+                                  seed=seed)
         call = record["llm"]
         call.update(prompt_tokens=call["prompt_tokens"] + reply.prompt_tokens, calls=2,
                     completion_tokens=call["completion_tokens"] + reply.completion_tokens,
@@ -394,8 +395,8 @@ class LLMProposer:
             picked = {params_key(rotated[a.option - 1].params) for a in answer.proposals[:k]
                       if a.option is not None and 1 <= a.option <= len(rotated)}
             closes = answer.decision in ("stop", "backup")
-        record["rotated"] = {"prompt": prompt, "answer": reply.text, "error": reply.error,
-                             "picked": sorted(i for i, o in enumerate(options, 1) if params_key(o.params) in picked)}
+        numbers = sorted(i for i, o in enumerate(options, 1) if params_key(o.params) in picked)
+        record["rotated"] = {"prompt": prompt, "answer": reply.text, "error": reply.error, "picked": numbers}
         return picked, closes
 
     def _from_reply(self, ctx: ProposalContext, reply: LLMReply, k: int, rng: random.Random,
@@ -448,9 +449,11 @@ class LLMProposer:
                 break
             if params_key(o.params) not in seen:
                 seen.add(params_key(o.params))
-                why = "an llm pick the rotated menu did not confirm" if unconfirmed else "a repeated or unlisted llm pick"
+                why = ("an llm pick the rotated menu did not confirm" if unconfirmed
+                       else "a repeated or unlisted llm pick")
                 unconfirmed = max(0, unconfirmed - 1)
-                out.append(Proposal(o.params, f"replaces {why}: {o.reason}", "skill", o.mode, o.repairs, o.findings))
+                out.append(Proposal(o.params, f"replaces {why}: {o.reason}", "skill", o.mode, o.repairs,
+                                    o.findings))
         if len(out) < k:
             extra = fallback_proposals(ctx, k - len(out), rng, exclude=[current, *(p.params for p in out)],
                                        proposed_by="skill")

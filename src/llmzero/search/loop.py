@@ -131,8 +131,8 @@ class SearchRun:
                 raise ConfigError(f"llm.backend='llama' cannot load the embedded model: {str(e).splitlines()[0]} "
                                   "(install it with `make local-llm`, or use search.proposer=skill)") from None
         answer = c.answer if c.answer != "auto" else ("free" if c.backend == "openai" else "menu")
-        return LLMProposer(llm, temperature=c.temperature, max_tokens=c.max_tokens, answer=answer, curves=c.curves,
-                           order_check=c.order_check)
+        return LLMProposer(llm, temperature=c.temperature, max_tokens=c.max_tokens, answer=answer,
+                           curves=c.curves, order_check=c.order_check)
 
     def _start(self, progress: Callable[[str], None]) -> None:
         from llmzero.models.base import build_base, check_model_dir
