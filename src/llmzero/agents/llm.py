@@ -372,7 +372,8 @@ class LLMProposer:
         return proposals
 
     def _rotated(self, ctx: ProposalContext, findings: list[Finding], k: int, options: list[Proposal],
-                 system: str, schema: dict[str, Any], seed: int, record: dict[str, Any]) -> tuple[set[str], bool]:
+                 system: str, schema: dict[str, Any], seed: int,
+                 record: dict[str, Any]) -> tuple[set[str], bool]:
         """The same question with the menu rotated by half its length (no option keeps its number), with
         the same seed: the options it picks, and whether it closes the branch. Its cost joins the record's."""
         shift = len(options) // 2
