@@ -77,8 +77,8 @@ class LLMConfig(_Model):
                          "backend with a vision-capable model).")
     order_check: bool = Field(
         False, description="Menu answers: ask again with the menu rotated; a pick counts only if the rotated "
-        "answer picks the same option, and the branch closes only if both answers close it (small models pick "
-        "by position; what is not confirmed follows the skill library's order). Doubles the agent's calls.")
+        "answer picks the same option, and the branch closes only if both answers close it (small models "
+        "pick by position; what is not confirmed follows the skill library's order). Doubles the agent's calls.")
 
 
 class SearchConfig(_Model):
