@@ -78,7 +78,8 @@ class LLMConfig(_Model):
     order_check: bool = Field(
         False, description="Menu answers: ask again with the menu rotated; a pick counts only if the rotated "
         "answer picks the same option, and the branch closes only if both answers close it (small models "
-        "pick by position; what is not confirmed follows the skill library's order). Doubles the agent's calls.")
+        "pick by position; what is not confirmed follows the skill library's order)."
+        " Doubles the agent's calls.")
 
 
 class SearchConfig(_Model):
