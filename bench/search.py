@@ -18,7 +18,9 @@ llmzero (mcts with the LLM agent), llmzero-noLLM (mcts with the skill proposer: 
 llmzero-1.5b (llmzero with the embedded model's 1.5B tier: is the 0.5B agent the bottleneck?).
 Seeds are paired: the cell (task, method, seed s) runs with ``seed=s`` and ``base_seed=s``, so every
 method on seed s shares the base model, the splits and the evaluation problems (with a model
-directory instead of a preset, every seed shares that one model).
+directory instead of a preset, every seed shares that one model). A config's ``seed_offset: n`` runs
+``seed=s+n`` instead, with the same base model and problems: the same method with other draws of the
+search and its stages, to measure how far a rerun moves the scores.
 
 Cells run in a fixed order (task, seed, method), each in OUT/<task>/<method>/seed<s>. A cell whose
 journal holds ``run_finished`` is done and only collected; one with a journal but no
@@ -74,7 +76,8 @@ METHODS: dict[str, dict[str, Any] | None] = {
     "llmzero-1.5b": {"search.method": "mcts", "search.proposer": "llm", "llm.tier": "1.5b"},
 }
 LLM_METHODS = ("llmzero", "llmzero-1.5b")
-CONFIG_KEYS = {"description", "experiment", "tasks", "seeds", "methods", "overrides", "llm", "base_sft"}
+CONFIG_KEYS = {"description", "experiment", "tasks", "seeds", "methods", "overrides", "llm", "base_sft",
+               "seed_offset"}
 TOP_K = 3  # dynamics: the best path and the paths to the 3 best stages of every llmzero run
 
 
@@ -115,7 +118,10 @@ def load_bench(path: str | Path, sets: list[str] | None = None) -> dict[str, Any
            "tasks": [str(t) for t in raw["tasks"]], "seeds": raw["seeds"],
            "methods": [str(m) for m in raw["methods"]],
            "overrides": dict(raw.get("overrides") or {}), "llm": dict(raw.get("llm") or {}),
-           "base_sft": raw.get("base_sft")}
+           "base_sft": raw.get("base_sft"), "seed_offset": raw.get("seed_offset", 0)}
+    if not isinstance(cfg["seed_offset"], int) or isinstance(cfg["seed_offset"], bool) or cfg["seed_offset"] < 0:
+        raise BenchError(f"{path.name}: seed_offset={cfg['seed_offset']!r} is not allowed: expected an integer "
+                         ">= 0")
     if not cfg["tasks"] or len(set(cfg["tasks"])) != len(cfg["tasks"]):
         raise BenchError(f"{path.name}: tasks={cfg['tasks']!r} is not allowed: expected distinct task names")
     if not cfg["seeds"] or not all(isinstance(s, int) and s >= 0 for s in cfg["seeds"]) \
@@ -160,7 +166,7 @@ def cell_config(bench: dict[str, Any], task: str, method: str, seed: int, model:
 
     overrides = dict(bench["overrides"])
     overrides.update(METHODS[method] or {})
-    overrides.update({"seed": seed, "base_seed": seed})
+    overrides.update({"seed": seed + bench.get("seed_offset", 0), "base_seed": seed})
     if method in LLM_METHODS:  # the config's llm settings, under the method's own (llm.tier)
         overrides.update({f"llm.{k}": v for k, v in bench["llm"].items()
                           if f"llm.{k}" not in (METHODS[method] or {})})

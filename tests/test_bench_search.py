@@ -193,3 +193,25 @@ def test_bad_benchmark_config_is_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "search.steps_per_stage=-1" in r.stderr
     r = status_of(str(CI), "--out", str(tmp_path), "--set", "search.depth=3")
     assert r.returncode == 0 and "0 done, 0 started (will resume), 5 left of 5 cells" in r.stdout
+
+
+def test_seed_offset_moves_the_search_seed_and_keeps_the_base_model():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_search", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cfg = mod.load_bench(CI)
+    assert cfg["seed_offset"] == 0
+    plain = mod.cell_config(cfg, "countdown", "llmzero-noLLM", 2)
+    moved = mod.cell_config({**cfg, "seed_offset": 100}, "countdown", "llmzero-noLLM", 2)
+    assert (plain.seed, plain.base_seed) == (2, 2) and (moved.seed, moved.base_seed) == (102, 2)
+    assert moved.task == plain.task  # the same splits and evaluation problems
+
+
+def test_bad_seed_offset_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: examples/{task}.yaml\ntasks: [countdown]\nseeds: [0]\nmethods: [grid]\n"
+                   "seed_offset: -3\n")
+    r = status_of(str(bad))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "seed_offset=-3" in r.stderr
