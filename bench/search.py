@@ -119,9 +119,9 @@ def load_bench(path: str | Path, sets: list[str] | None = None) -> dict[str, Any
            "methods": [str(m) for m in raw["methods"]],
            "overrides": dict(raw.get("overrides") or {}), "llm": dict(raw.get("llm") or {}),
            "base_sft": raw.get("base_sft"), "seed_offset": raw.get("seed_offset", 0)}
-    if not isinstance(cfg["seed_offset"], int) or isinstance(cfg["seed_offset"], bool) or cfg["seed_offset"] < 0:
-        raise BenchError(f"{path.name}: seed_offset={cfg['seed_offset']!r} is not allowed: expected an integer "
-                         ">= 0")
+    offset = cfg["seed_offset"]
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise BenchError(f"{path.name}: seed_offset={offset!r} is not allowed: expected an integer >= 0")
     if not cfg["tasks"] or len(set(cfg["tasks"])) != len(cfg["tasks"]):
         raise BenchError(f"{path.name}: tasks={cfg['tasks']!r} is not allowed: expected distinct task names")
     if not cfg["seeds"] or not all(isinstance(s, int) and s >= 0 for s in cfg["seeds"]) \
