@@ -134,7 +134,7 @@ def order_probe(llm, rounds: int) -> dict:
     """Does the agent choose an option or a position? Each menu is asked twice: as listed, and rotated
     by half its length (no option keeps its number). A first pick that names the same option both times
     follows the content; one that keeps its number follows the position."""
-    from llmzero.agents.llm import menu_options, menu_schema, render_prompt, render_system
+    from llmzero.agents.llm import menu_options, menu_schema, render_prompt, render_system, rotate
     from llmzero.space import params_key
 
     same_option = same_number = asked = 0
@@ -144,9 +144,8 @@ def order_probe(llm, rounds: int) -> dict:
             if len(options) < 2:
                 continue
             findings = diagnose(ctx.path)
-            shift = len(options) // 2
             first = []
-            for opts in (options, options[shift:] + options[:shift]):
+            for opts in (options, rotate(options)):
                 reply = llm.complete([{"role": "system", "content": render_system(ctx)},
                                       {"role": "user", "content": render_prompt(ctx, findings, 2, opts)}],
                                      menu_schema(len(opts), 2), temperature=0.2, max_tokens=400, seed=r)

@@ -172,6 +172,12 @@ def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE) -
     return out[:n]
 
 
+def rotate(options: list[Proposal]) -> list[Proposal]:
+    """The menu rotated by half its length: with two options or more, no option keeps its number."""
+    shift = len(options) // 2
+    return options[shift:] + options[:shift]
+
+
 # -- the prompt --------------------------------------------------------------------------------------
 
 def _g(v: Any) -> str:
@@ -376,8 +382,7 @@ class LLMProposer:
                  record: dict[str, Any]) -> tuple[set[str], bool]:
         """The same question with the menu rotated by half its length (no option keeps its number), with
         the same seed: the options it picks, and whether it closes the branch. Its cost joins the record's."""
-        shift = len(options) // 2
-        rotated = options[shift:] + options[:shift]
+        rotated = rotate(options)
         prompt = render_prompt(ctx, findings, k, rotated)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         reply = self.llm.complete(messages, schema, temperature=self.temperature, max_tokens=self.max_tokens,

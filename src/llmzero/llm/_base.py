@@ -9,6 +9,7 @@ Every backend counts prompt and completion tokens and wall seconds per call.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,3 +61,21 @@ class LLM(Protocol):
     def complete(self, messages: list[Message], schema: dict[str, Any], *, temperature: float = 0.2,
                  max_tokens: int = 400, seed: int | None = None) -> LLMReply:
         """One structured answer to ``messages``, constrained to (or validated against) ``schema``."""
+
+
+def agent_totals(agents: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
+    """The LLM's cost summed over proposal records' ``agent`` parts (records without an LLM call are
+    skipped): what a search's summary and a report show."""
+    t: dict[str, Any] = {"llm_calls": 0, "llm_prompt_tokens": 0, "llm_completion_tokens": 0,
+                         "llm_seconds": 0.0, "proposals_repaired": 0, "llm_failures": 0}
+    for agent in agents:
+        call = (agent or {}).get("llm")
+        if not call:
+            continue
+        t["llm_calls"] += call.get("calls", 1)  # an order-checked answer made two calls
+        t["llm_prompt_tokens"] += call.get("prompt_tokens", 0)
+        t["llm_completion_tokens"] += call.get("completion_tokens", 0)
+        t["llm_seconds"] = round(t["llm_seconds"] + call.get("seconds", 0.0), 3)
+        t["proposals_repaired"] += agent.get("repaired", 0)
+        t["llm_failures"] += agent.get("fallback") is not None
+    return t

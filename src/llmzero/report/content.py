@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmzero.analysis import analyze_runs
+from llmzero.llm._base import agent_totals
 from llmzero.report import figures
 from llmzero.report.compare import GRID, MethodRow, RunResult, compare
 from llmzero.report.document import Block, Details, Document, Figure, Section, Table, Text
@@ -265,19 +266,7 @@ def _calls_table(calls: Sequence[AgentCall], i: int) -> Table:
 
 def llm_totals(calls: Sequence[AgentCall]) -> dict[str, Any]:
     """The LLM's cost summed over the proposal records, as the search's summary sums it."""
-    t: dict[str, Any] = {"llm_calls": 0, "llm_prompt_tokens": 0, "llm_completion_tokens": 0,
-                         "llm_seconds": 0.0, "proposals_repaired": 0, "llm_failures": 0}
-    for c in calls:
-        llm = (c.agent or {}).get("llm")
-        if not llm:
-            continue
-        t["llm_calls"] += llm.get("calls", 1)
-        t["llm_prompt_tokens"] += llm.get("prompt_tokens", 0)
-        t["llm_completion_tokens"] += llm.get("completion_tokens", 0)
-        t["llm_seconds"] += llm.get("seconds", 0.0)
-        t["proposals_repaired"] += (c.agent or {}).get("repaired", 0)
-        t["llm_failures"] += (c.agent or {}).get("fallback") is not None
-    return t
+    return agent_totals(c.agent for c in calls)
 
 
 def cost_table(run: Run, i: int) -> Table:

@@ -433,20 +433,9 @@ class SearchRun:
 
     def llm_totals(self) -> dict[str, Any]:
         """LLM cost over the whole run, summed from the journal's proposal records (resumes included)."""
-        t = {"llm_calls": 0, "llm_prompt_tokens": 0, "llm_completion_tokens": 0, "llm_seconds": 0.0,
-             "proposals_repaired": 0, "llm_failures": 0}
-        for _, _, _, _, rec in self.journal.events("proposal"):
-            agent = rec.get("agent") or {}
-            call = agent.get("llm")
-            if not call:
-                continue
-            t["llm_calls"] += call.get("calls", 1)
-            t["llm_prompt_tokens"] += call.get("prompt_tokens", 0)
-            t["llm_completion_tokens"] += call.get("completion_tokens", 0)
-            t["llm_seconds"] = round(t["llm_seconds"] + call.get("seconds", 0.0), 3)
-            t["proposals_repaired"] += agent.get("repaired", 0)
-            t["llm_failures"] += agent.get("fallback") is not None
-        return t
+        from llmzero.llm._base import agent_totals
+
+        return agent_totals(rec.get("agent") for *_, rec in self.journal.events("proposal"))
 
     def close(self) -> None:
         self.journal.close()
