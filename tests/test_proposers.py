@@ -36,6 +36,7 @@ def sibling(i, params):
 
 
 COLLAPSE = curve(**{**HEALTHY, "entropy": (0.43, 0.04)})
+HEALTHY_ROW = curve(**HEALTHY)[-1]
 TRUNCATED = curve(**{**HEALTHY, "completions/clipped_ratio": 0.97})
 SPIKE = tuple({**r, "grad_norm": 40.0 if i == 15 else 0.5} for i, r in enumerate(curve(**HEALTHY)))
 
@@ -227,3 +228,22 @@ def test_fallback_proposals_honour_exclude_and_name():
 def test_many_fallbacks_still_unique():
     out = skill(CONTEXTS["root"], 30)
     assert len(out) == 30 and len({key(p.params) for p in out}) == 30
+
+
+def test_longer_completions_is_no_fallback_when_nothing_was_clipped():
+    cap = SPACE.defaults()["max_completion_length"]
+
+    def moves(history):
+        out = fallback_proposals(ctx_for(history), 8, random.Random(3))
+        return [p.reason.split(";")[0] for p in out], [p.params["max_completion_length"] for p in out]
+
+    unclipped, caps = moves(curve(**HEALTHY))  # clipped_ratio 0.0 on every step
+    assert "fallback: longer completions" not in unclipped and set(caps) == {cap}
+    one_clipped = curve(**HEALTHY)[:-1] + ({**HEALTHY_ROW, "completions/clipped_ratio": 0.05},)
+    clipped, caps = moves(one_clipped)
+    assert "fallback: longer completions" in clipped and max(caps) > cap
+    # the same draws order the other moves: only the skipped one is missing
+    assert unclipped[:len(unclipped) - 1] == [r for r in clipped if r != "fallback: longer completions"][
+        :len(unclipped) - 1]
+    root = [p.reason for p in fallback_proposals(CONTEXTS["root"], 8, random.Random(3))]
+    assert any(r.startswith("fallback: longer completions") for r in root)  # no stage yet: not known

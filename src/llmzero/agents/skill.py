@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmzero.agents._base import Proposal, ProposalContext
+from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.diagnosis import Finding, diagnose
 from llmzero.space import Space, Value, params_key
 from llmzero.strategy import StageMode
@@ -217,6 +217,13 @@ FALLBACK_MOVES: tuple[tuple[str, Move], ...] = (
 )
 
 
+def _nothing_clipped(node: NodeView) -> bool:
+    """The node's stage logged its clipped share and no completion reached the length cap."""
+    clipped = [row.get("completions/clipped_ratio") for row in node.history if isinstance(row, Mapping)]
+    clipped = [v for v in clipped if isinstance(v, (int, float))]
+    return bool(clipped) and max(clipped) == 0
+
+
 def _try(make: Callable[..., Any], *args: Any) -> Any:
     """Skills and moves read the parameters they change; a space without one has no such move."""
     try:
@@ -232,6 +239,10 @@ def fallback_proposals(ctx: ProposalContext, k: int, rng: random.Random, exclude
     "Keep going" (the node's own parameters) comes first, since continuing a healthy stage is
     often the best child; then the fixed moves in an order shuffled by ``rng``; then random
     jitters of learning rate and temperature until ``k`` are found or the tries run out.
+
+    "Longer completions" is left out when no completion of the node's stage reached the cap: the
+    child would sample what "keep going" samples and train nearly the same stage. It is skipped
+    after the shuffle, so the other moves keep the order the same ``rng`` gives them.
     """
     if k <= 0:
         return []
@@ -240,9 +251,12 @@ def fallback_proposals(ctx: ProposalContext, k: int, rng: random.Random, exclude
     base = b.base
     moves = [(why, upd) for why, move in FALLBACK_MOVES if (upd := _try(move, base)) is not None]
     rng.shuffle(moves)
+    no_op = {"max_completion_length"} if _nothing_clipped(ctx.node) else set()
     for why, updates in moves:
         if len(b.out) >= k:
             break
+        if updates.keys() <= no_op:
+            continue
         b.add(updates, f"fallback: {why}")
     tries = 0
     while len(b.out) < k and tries < FALLBACK_TRIES * k:
