@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("config", type=Path)
     ap.add_argument("runs", nargs="+", help="RUNS_DIR:METHOD, in pairs: each pair is compared cell by cell")
     ap.add_argument("--extra", type=int, default=4000, help="fresh problems per cell (default 4000)")
-    ap.add_argument("--out", type=Path, help="also write the machine, the pairs and the summary to this JSON file")
+    ap.add_argument("--out", type=Path, help="also write the machine, the pairs and the summary to this file")
     args = ap.parse_args(argv)
     runs = [r.rsplit(":", 1) for r in args.runs]
     if len(runs) % 2 or any(len(r) != 2 for r in runs) or args.extra < 1:
