@@ -98,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: runs must come in pairs of RUNS_DIR:METHOD, and --extra must be at least 1 "
               f"(got {len(runs)} runs, --extra={args.extra})", file=sys.stderr)
         return 2
+    try:
+        bench = bench_search.load_bench(args.config)
+    except bench_search.BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import torch
 
     from llmzero.search.journal import Journal
 
     torch.set_num_threads(1)
-    bench = bench_search.load_bench(args.config)
     rows: list[dict[str, Any]] = []
     for task in bench["tasks"]:
         for seed in bench["seeds"]:

@@ -63,3 +63,7 @@ def test_runs_must_come_in_pairs(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pairs of RUNS_DIR:METHOD" in err
     assert replicates.main(["bench/configs/ci.yaml", "a:grid", "b:grid", "--extra", "0"]) == 2
+    capsys.readouterr()
+    assert replicates.main(["nope.yaml", "a:grid", "b:grid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'nope.yaml' does not exist" in err
