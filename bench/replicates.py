@@ -28,17 +28,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import search as bench_search  # noqa: E402  (bench/search.py: the benchmark's config and task)
 
+from llmzero.space import params_key  # noqa: E402
 
-def first_stages(tree: Any, nodes_dir: Path) -> dict[str, Any]:
+
+def first_stages(tree: Any, nodes_dir: Path) -> dict[tuple, Any]:
     """The root's children that kept a checkpoint, by their parameters."""
     out = {}
     for n in tree.nodes.values():
         if n.parent_id == "root" and (nodes_dir / n.id / "model.safetensors").is_file():
-            out[json.dumps(n.params, sort_keys=True)] = n
+            out[params_key(n.params)] = n
     return out
 
 
-def replicate_pairs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[Any, Any]]:
+def replicate_pairs(a: dict[tuple, Any], b: dict[tuple, Any]) -> list[tuple[Any, Any]]:
     """Stages of ``a`` and ``b`` with the same parameters and other seeds, in parameter order."""
     return [(a[k], b[k]) for k in sorted(set(a) & set(b)) if a[k].seed != b[k].seed]
 
@@ -55,18 +57,11 @@ def fresh_problems(task: Any, cfg: Any, n: int) -> list[Any]:
 
 
 def scores(task: Any, path: Path, length: int, splits: list[list[Any]]) -> list[float]:
-    """Greedy accuracy of the checkpoint in ``path`` on each list of problems."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from llmzero.models.generate import greedy_generate
-    from llmzero.models.tokenizer import load_tokenizer
+    """Greedy accuracy of the checkpoint in ``path`` on each list of problems (decoded in one pass)."""
     from llmzero.tasks import accuracy
+    from llmzero.training.evaluate import greedy_completions
 
-    tok = load_tokenizer(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    examples = [e for s in splits for e in s]
-    outs = greedy_generate(model, tok, [e.prompt for e in examples], length, batch_size=256)
+    outs = greedy_completions(str(path), [e.prompt for s in splits for e in s], length)
     res, i = [], 0
     for s in splits:
         res.append(accuracy(task, s, outs[i:i + len(s)]))

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from llmzero.models.generate import greedy_generate
 from llmzero.models.tokenizer import load_tokenizer
 from llmzero.tasks import Task, accuracy
 
 
-def evaluate_checkpoint(task: Task, path: str, split: str, max_new_tokens: int, batch_size: int = 256) -> float:
-    """Greedy accuracy of the model in ``path`` on ``split`` ("val" or "test")."""
+def greedy_completions(path: str, prompts: Sequence[str], max_new_tokens: int,
+                       batch_size: int = 256) -> list[str]:
+    """The greedy completions of the model in ``path`` for ``prompts``."""
     import torch
     from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return greedy_generate(model, tok, list(prompts), max_new_tokens, batch_size=batch_size)
+
+
+def evaluate_checkpoint(task: Task, path: str, split: str, max_new_tokens: int, batch_size: int = 256) -> float:
+    """Greedy accuracy of the model in ``path`` on ``split`` ("val" or "test")."""
     examples = task.split(split)
-    outs = greedy_generate(model, tok, [e.prompt for e in examples], max_new_tokens, batch_size=batch_size)
+    outs = greedy_completions(path, [e.prompt for e in examples], max_new_tokens, batch_size)
     return accuracy(task, examples, outs)
