@@ -15,7 +15,8 @@ and gives its directory to every method). Relative paths are read from the repos
 
 Methods: base (no search: the base model scored on val and test), fixed, grid, random, pbt, skill,
 llmzero (mcts with the LLM agent), llmzero-noLLM (mcts with the skill proposer: the ablation) and
-llmzero-1.5b (llmzero with the embedded model's 1.5B tier: is the 0.5B agent the bottleneck?).
+llmzero-1.5b (llmzero with the embedded model's 1.5B tier: is the 0.5B agent the bottleneck?) and
+draws (the control: the same mcts whose children repeat their node's parameters, new draws only).
 Seeds are paired: the cell (task, method, seed s) runs with ``seed=s`` and ``base_seed=s``, so every
 method on seed s shares the base model, the splits and the evaluation problems (with a model
 directory instead of a preset, every seed shares that one model). A config's ``seed_offset: n`` runs
@@ -74,6 +75,7 @@ METHODS: dict[str, dict[str, Any] | None] = {
     "llmzero": {"search.method": "mcts", "search.proposer": "llm"},
     "llmzero-noLLM": {"search.method": "mcts", "search.proposer": "skill"},
     "llmzero-1.5b": {"search.method": "mcts", "search.proposer": "llm", "llm.tier": "1.5b"},
+    "draws": {"search.method": "mcts", "search.proposer": "draws"},
 }
 LLM_METHODS = ("llmzero", "llmzero-1.5b")
 CONFIG_KEYS = {"description", "experiment", "tasks", "seeds", "methods", "overrides", "llm", "base_sft",

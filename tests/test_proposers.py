@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from llmzero.agents import (PROPOSERS, NodeView, ProposalContext, RandomProposer, SkillProposer,
+from llmzero.agents import (PROPOSERS, DrawsProposer, NodeView, ProposalContext, RandomProposer, SkillProposer,
                             fallback_proposals, get_proposer)
 from llmzero.space import DEFAULT_SPACE, SpaceError
 from llmzero.strategy import StageMode
@@ -75,7 +75,8 @@ def test_conformance(proposer, where, k):
         assert SPACE.validate(p.params) == p.params and list(p.params) == SPACE.names
         assert p.proposed_by == proposer.name and p.reason and "\n" not in p.reason
         assert isinstance(p.mode, StageMode)
-        assert key(p.params) not in seen, f"duplicate proposal {p.params}"
+        if not getattr(proposer, "repeats", False):  # the draws control repeats its node by design
+            assert key(p.params) not in seen, f"duplicate proposal {p.params}"
         seen.add(key(p.params))
     assert out == proposer.propose(ctx, k, random.Random(0)), "not deterministic for a fixed seed"
 
@@ -87,8 +88,20 @@ def test_no_proposals_for_k_zero(proposer):
 def test_registry():
     assert isinstance(get_proposer("skill"), SkillProposer)
     assert get_proposer("random", params=["learning_rate"]).params == ("learning_rate",)
-    with pytest.raises(ValueError, match=r"proposer='nope' is not allowed: expected one of skill, random"):
+    with pytest.raises(ValueError, match=r"proposer='nope' is not allowed: expected one of skill, random, draws"):
         get_proposer("nope")
+
+
+# --- draws ----------------------------------------------------------------------------------------
+
+def test_draws_repeat_the_node_and_count_the_siblings():
+    ctx = CONTEXTS["with_siblings"]  # a collapsed node: the control still changes nothing
+    out = DrawsProposer().propose(ctx, 3, random.Random(0))
+    assert [p.params for p in out] == [ctx.node.params] * 3
+    assert [p.reason.split("(")[-1] for p in out] == ["draw 3)", "draw 4)", "draw 5)"]
+    assert all(p.mode is StageMode.CONTINUE and p.repairs == () and p.findings == () for p in out)
+    root = DrawsProposer().propose(CONTEXTS["root"], 2, random.Random(0))
+    assert [p.params for p in root] == [SPACE.defaults()] * 2
 
 
 # --- random ---------------------------------------------------------------------------------------

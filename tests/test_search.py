@@ -206,6 +206,19 @@ def test_cli_search_prints_the_strategy_and_writes_the_report(xs_base, tmp_path)
     assert 'id="tree"' in html and (tmp_path / "run" / "report.md").is_file()
 
 
+def test_the_draws_control_trains_new_draws_of_the_default_schedule(xs_base, tmp_path):
+    summary, r = run(config(xs_base, method="mcts", proposer="draws"), tmp_path / "draws")
+    assert abs(summary["budget_spent"] - BUDGET) <= 0.05 * BUDGET, summary
+    stages = r.tree.stages()
+    assert stages and all(n.params == r.tree.root.params for n in stages)  # no parameter ever moves
+    assert all(n.transition.get("proposed_by") == "draws" for n in stages)
+    by_parent: dict[str, list[int]] = {}
+    for n in stages:
+        by_parent.setdefault(n.parent_id, []).append(n.seed)
+    assert max(len(s) for s in by_parent.values()) >= 2  # siblings exist: several draws of one stage
+    assert all(len(set(s)) == len(s) for s in by_parent.values())  # each its own draw
+
+
 def test_example_configs_are_valid():
     for path in Path(__file__).parent.parent.glob("examples/*.yaml"):
         cfg = load_config(path)

@@ -10,10 +10,11 @@ from typing import Any
 
 from llmzero.agents._base import NodeView, Proposal, ProposalContext, Proposer
 from llmzero.agents.diagnosis import Finding, diagnose
+from llmzero.agents.draws import DrawsProposer
 from llmzero.agents.random import RandomProposer
 from llmzero.agents.skill import SKILLS, Remedy, SkillProposer, fallback_proposals
 
-PROPOSERS: dict[str, type] = {"skill": SkillProposer, "random": RandomProposer}
+PROPOSERS: dict[str, type] = {"skill": SkillProposer, "random": RandomProposer, "draws": DrawsProposer}
 
 
 def get_proposer(name: str, **kw: Any) -> Proposer:
@@ -24,6 +25,6 @@ def get_proposer(name: str, **kw: Any) -> Proposer:
 
 
 __all__ = [
-    "PROPOSERS", "SKILLS", "Finding", "NodeView", "Proposal", "ProposalContext", "Proposer", "RandomProposer",
+    "PROPOSERS", "SKILLS", "DrawsProposer", "Finding", "NodeView", "Proposal", "ProposalContext", "Proposer", "RandomProposer",
     "Remedy", "SkillProposer", "diagnose", "fallback_proposals", "get_proposer",
 ]
