@@ -89,8 +89,8 @@ class SearchConfig(_Model):
         "pbt: population-based training.")
     proposer: Literal["llm", "skill", "random", "draws"] = Field(
         "llm", description="Who proposes children in mcts: the LLM agent (default), or without an LLM the skill "
-        "agent (the ablation), random, or draws (the control: children repeat their node's parameters, only the "
-        "training draw differs).")
+        "agent (the ablation), random, or draws (the control: children repeat their node's parameters, only "
+        "the training draw differs).")
     depth: int = Field(3, ge=1, le=50, description="Stages along a path (the tree's depth).")
     deepen: Literal["off", "exhausted", "improving"] = Field(
         "exhausted", description="mcts and skill: when the paths may grow one more stage (again and again, up to "

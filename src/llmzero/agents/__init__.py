@@ -25,6 +25,7 @@ def get_proposer(name: str, **kw: Any) -> Proposer:
 
 
 __all__ = [
-    "PROPOSERS", "SKILLS", "DrawsProposer", "Finding", "NodeView", "Proposal", "ProposalContext", "Proposer", "RandomProposer",
+    "PROPOSERS", "SKILLS", "DrawsProposer", "Finding", "NodeView", "Proposal", "ProposalContext", "Proposer",
+    "RandomProposer",
     "Remedy", "SkillProposer", "diagnose", "fallback_proposals", "get_proposer",
 ]
