@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import search as bench_search  # noqa: E402  (bench/search.py: the benchmark's config and task)
 
-WEIGHTS = "model.safetensors"
-
-
-def average(state_dicts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The uniform average of state dicts with the same keys and shapes."""
-    return {k: sum(sd[k].float() for sd in state_dicts) / len(state_dicts) for k in state_dicts[0]}
-
-
-def greedy_soup(ids: Sequence[str], score: Callable[[list[str]], float]) -> tuple[list[str], float]:
-    """Wortsman's greedy soup: ``ids`` best first; each is kept if the soup's score does not drop."""
-    soup, best = [ids[0]], score([ids[0]])
-    for i in ids[1:]:
-        s = score(soup + [i])
-        if s >= best:
-            soup, best = soup + [i], s
-    return soup, best
+from llmzero.training.soup import WEIGHTS, Souper  # noqa: E402
 
 
 def kept_nodes(tree: Any, nodes_dir: Path, top: int) -> list[Any]:
@@ -55,30 +39,12 @@ def kept_nodes(tree: Any, nodes_dir: Path, top: int) -> list[Any]:
 
 def cell(task: Any, nodes_dir: Path, nodes: list[Any]) -> dict[str, Any]:
     """The best node's, the greedy soup's and the uniform soup's scores for one cell."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
-    from llmzero.tasks import accuracy
-    from llmzero.training.evaluate import greedy_generate, load_tokenizer
-
-    best = nodes[0]
-    path = str(nodes_dir / best.id)
-    length = int(best.params["max_completion_length"])
-    tok = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    weights = {n.id: load_file(str(nodes_dir / n.id / WEIGHTS)) for n in nodes}
-    splits = {s: list(task.split(s)) for s in ("val", "test")}
-
-    def score(ids: list[str], split: str = "val") -> float:
-        model.load_state_dict(average([weights[i] for i in ids]), strict=False)  # tied head: not in the file
-        examples = splits[split]
-        return accuracy(task, examples, greedy_generate(model, tok, [e.prompt for e in examples], length))
-
-    soup, soup_val = greedy_soup([n.id for n in nodes], score)
-    return {"best": best.id, "best_val": best.val_score, "best_test": score([best.id], "test"),
-            "soup": soup, "soup_val": soup_val, "soup_test": score(soup, "test"),
-            "uniform_test": score([n.id for n in nodes], "test"), "candidates": [n.id for n in nodes],
+    ids = [n.id for n in nodes]
+    souper = Souper(task, {i: str(nodes_dir / i) for i in ids}, int(nodes[0].params["max_completion_length"]))
+    soup, soup_val = souper.greedy(ids)
+    return {"best": ids[0], "best_val": nodes[0].val_score, "best_test": souper.score(ids[:1], "test"),
+            "soup": soup, "soup_val": soup_val, "soup_test": souper.score(soup, "test"),
+            "uniform_test": souper.score(ids, "test"), "candidates": ids,
             "same_parent": len({n.parent_id for n in nodes if n.id in soup}) == 1}
 
 

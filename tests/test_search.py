@@ -219,6 +219,31 @@ def test_the_draws_control_trains_new_draws_of_the_default_schedule(xs_base, tmp
     assert all(len(set(s)) == len(s) for s in by_parent.values())  # each its own draw
 
 
+def test_a_soup_is_the_final_model_when_it_scores_at_least_the_best_node(xs_base, tmp_path):
+    from llmzero.training.evaluate import evaluate_checkpoint
+
+    summary, r = run(config(xs_base, method="mcts", soup=4), tmp_path / "soup")
+    soup, best = summary["soup"], r.tree.nodes[summary["best_node"]]
+    assert soup["candidates"][0] == best.id and 2 <= len(soup["candidates"]) <= 4
+    assert soup["nodes"][0] == best.id and set(soup["nodes"]) <= set(soup["candidates"])
+    assert soup["val_score"] >= best.val_score  # chosen on validation: never below the best node there
+    length = int(best.params["max_completion_length"])
+    assert summary["best_node_test_score"] == evaluate_checkpoint(r.task, best.checkpoint, "test", length)
+    if len(soup["nodes"]) > 1:  # the soup was written whole and the test split scored it
+        assert summary["final_model"] == soup["path"] == str(tmp_path / "soup" / "soup")
+        assert summary["test_score"] == evaluate_checkpoint(r.task, soup["path"], "test", length)
+    else:
+        assert soup["path"] is None and summary["final_model"] == best.checkpoint
+        assert summary["test_score"] == summary["best_node_test_score"]
+    for n in soup["candidates"]:  # the garbage collector kept every candidate
+        assert Path(r.tree.nodes[n].checkpoint).is_dir()
+    again = SearchRun(None, tmp_path / "soup", resume=True)  # a finished run resumed: built and scored once
+    assert again.run()["test_score"] == summary["test_score"]
+    again.close()
+    kinds = [k for _, _, k, _, _ in Journal(tmp_path / "soup" / JOURNAL).events()]
+    assert kinds.count("soup_built") == 1 and kinds.count("test_scored") == 1
+
+
 def test_example_configs_are_valid():
     for path in Path(__file__).parent.parent.glob("examples/*.yaml"):
         cfg = load_config(path)

@@ -112,6 +112,10 @@ class SearchConfig(_Model):
         default_factory=lambda: {"learning_rate": [5e-5, 1e-4, 2e-4], "entropy_coef": [0.0, 0.01]},
         description="grid method: values per parameter; their product is the set of static configurations.")
     pbt: PBTConfig = Field(default_factory=PBTConfig)
+    soup: int = Field(
+        0, ge=0, le=64, description="The final model as a greedy weight soup: the best node's checkpoint "
+        "averaged with the next best kept ones (up to this many in all, by validation score), each added "
+        "only if the validation score does not drop; the test split scores the soup. 0 or 1: off.")
     prior: str | None = Field(
         None, description="A search run directory (usually on another task) whose discovered strategy and "
         "dynamics guide mcts and skill: the agent reads them, and each node's first child follows the "

@@ -346,7 +346,7 @@ class SearchRun:
             keep |= {n.id for n in self.tree.path(best.id)}
         scored = sorted((n for n in self.tree.stages() if n.val_score is not None and n.checkpoint),
                         key=lambda n: -n.val_score)
-        keep |= {n.id for n in scored[: self.cfg.storage.keep_top_k]}
+        keep |= {n.id for n in scored[: max(self.cfg.storage.keep_top_k, self.cfg.search.soup)]}
         keep |= self.method.expandable(self.tree, self.ctx)
         keep |= {n.parent_id for n in self.tree.in_state(NodeState.PENDING, NodeState.RUNNING)}
         by_path = {n.checkpoint: n.id for n in self.tree.stages() if n.checkpoint}
@@ -400,16 +400,23 @@ class SearchRun:
         from llmzero.training.evaluate import evaluate_checkpoint
 
         best = self.tree.best()
+        soup = self._soup(best, say) if best is not None else None
+        made = soup["nodes"] if soup and soup["path"] else None  # a soup of one node is that node
         scored = [p for _, _, _, _, p in self.journal.events("test_scored")]
-        test = base_test = None
-        if scored and best is not None and scored[-1]["node"] == best.id:
+        test = base_test = best_test = None
+        if scored and best is not None and scored[-1]["node"] == best.id and scored[-1].get("soup") == made:
             test, base_test = scored[-1]["test_score"], scored[-1]["base_test_score"]
+            best_test = scored[-1].get("best_node_test_score", test)
         elif best is not None:
-            say(f"scoring the best node {best.id} on the test split (once)")
-            test = evaluate_checkpoint(self.task, best.checkpoint, "test", int(best.params["max_completion_length"]))
+            length = int(best.params["max_completion_length"])
+            say(f"scoring the best node {best.id}{' and its soup' if made else ''} on the test split (once)")
+            best_test = evaluate_checkpoint(self.task, best.checkpoint, "test", length)
+            test = evaluate_checkpoint(self.task, soup["path"], "test", length) if made else best_test
             base_test = evaluate_checkpoint(self.task, self.base_dir, "test",
                                             int(self.tree.root.params["max_completion_length"]))
-            self.record("test_scored", best.id, {"node": best.id, "test_score": test, "base_test_score": base_test})
+            self.record("test_scored", best.id, {"node": best.id, "soup": made, "test_score": test,
+                                                 "best_node_test_score": best_test,
+                                                 "base_test_score": base_test})
         strategy = self.strategy(best.id) if best is not None else None
         if strategy is not None:
             strategy.save(self.out / "strategy.yaml")
@@ -417,6 +424,8 @@ class SearchRun:
             "run": str(self.out), "method": self.cfg.search.method, "task": self.cfg.task.name,
             "best_node": best.id if best else None, "best_val": best.val_score if best else None,
             "base_val": self.tree.root.val_score, "test_score": test, "base_test_score": base_test,
+            "best_node_test_score": best_test, "soup": soup,
+            "final_model": (soup["path"] if made else best.checkpoint) if best else None,
             "relative_improvement": (test / base_test - 1) if test is not None and base_test else None,
             "budget_spent": self.tree.spent(), "budget_total": self.cfg.budget.compute,
             "nodes": len(self.tree.stages()), "failed": len(self.tree.in_state(NodeState.FAILED)),
@@ -430,6 +439,34 @@ class SearchRun:
 
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
+
+    def _soup(self, best: Node, say: Callable[[str], None]) -> dict[str, Any] | None:
+        """The greedy weight soup of the best kept checkpoints (``search.soup`` of them, the best node
+        first), built once and journaled; None when off or with a single candidate. Its ``path`` is
+        None when no other checkpoint raised the validation score: the best node stays the model."""
+        top = self.cfg.search.soup
+        if top < 2:
+            return None
+        built = [p for _, _, _, _, p in self.journal.events("soup_built")]
+        if built and built[-1]["best_node"] == best.id and (built[-1]["path"] is None
+                                                            or Path(built[-1]["path"]).is_dir()):
+            return built[-1]
+        others = sorted((n for n in self.tree.stages() if n.id != best.id and n.val_score is not None
+                         and n.checkpoint and not n.deleted and Path(n.checkpoint).is_dir()),
+                        key=lambda n: (-n.val_score, int(n.id.lstrip("n"))))
+        ids = [best.id] + [n.id for n in others[: top - 1]]
+        if len(ids) < 2:
+            return None
+        from llmzero.training.soup import Souper
+
+        say(f"weight soup of the best node {best.id} and up to {len(ids) - 1} more checkpoints (validation)")
+        souper = Souper(self.task, {i: self.tree.nodes[i].checkpoint for i in ids},
+                        int(best.params["max_completion_length"]))
+        nodes, val = souper.greedy(ids)
+        path = str(souper.save(nodes, self.out / "soup")) if len(nodes) > 1 else None
+        rec = {"best_node": best.id, "candidates": ids, "nodes": nodes, "val_score": val, "path": path}
+        self.record("soup_built", None, rec)
+        return rec
 
     def llm_totals(self) -> dict[str, Any]:
         """LLM cost over the whole run, summed from the journal's proposal records (resumes included)."""

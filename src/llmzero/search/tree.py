@@ -109,7 +109,7 @@ class Tree:
             self.depth_limit = int(payload["depth"])
         elif kind == "run_finished":
             self.finished = dict(payload)
-        # "test_scored" events carry records only; the tree does not change.
+        # "soup_built" and "test_scored" events carry records only; the tree does not change.
 
     # -- queries ----------------------------------------------------------------------------------------
 
