@@ -274,7 +274,7 @@ def runs(xs_base, tmp_path_factory) -> dict[str, Path]:
     llm = _config(xs_base, method="mcts", proposer="llm")
     llm["llm"] = {"backend": "replay", "path": str(transcript), "answer": "free"}
     out = {"llm": base / "mcts-llm", "grid": base / "grid"}
-    for name, cfg in (("llm", llm), ("grid", _config(xs_base, method="grid"))):
+    for name, cfg in (("llm", llm), ("grid", _config(xs_base, method="grid", soup=3))):
         r = SearchRun(parse_config(cfg), out[name])
         r.run()
         r.close()
@@ -325,6 +325,17 @@ def test_report_has_every_section_node_and_schedule_value(runs, report):
 
 
 @pytest.mark.slow
+def test_the_report_says_when_the_final_model_is_a_soup(runs, report):
+    html = report[0].read_text()
+    soup, llm_run = _summary(runs["grid"])["soup"], _summary(runs["llm"])
+    assert soup is not None and llm_run["soup"] is None  # search.soup on the grid run only
+    said = "The final model is a weight soup of"
+    if soup["path"]:
+        assert f"{said} {', '.join(soup['nodes'])}" in html and html.count(said) == 1
+    else:
+        assert said not in html
+
+
 def test_comparison_numbers_come_from_the_summaries(runs, report):
     html, md = report[0].read_text(), report[1].read_text()
     llm, grid = _summary(runs["llm"]), _summary(runs["grid"])

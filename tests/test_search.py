@@ -174,6 +174,7 @@ def test_exported_strategy_replays_to_the_same_validation_score(xs_base, tmp_pat
     ({"search": {"grid": {"lr": [1]}}}, "unknown parameter 'lr'"),
     ({"task": {"name": "nope"}}, "unknown task 'nope'"),
     ({"surprise": 1}, "surprise"),
+    ({"search": {"soup": -1}}, "search.soup=-1"),
     ({"llm": {"curves": True}}, "llm.curves=true is not allowed with llm.backend='llama'"),
 ])
 def test_bad_config_names_field_value_and_allowed(override, words):
@@ -197,10 +198,11 @@ def test_cli_bad_search_input_exits_2(tmp_path):
 
 def test_cli_search_prints_the_strategy_and_writes_the_report(xs_base, tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config(xs_base, method="skill")))
-    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run", "--soup", "3"]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "discovered strategy" in r.stdout and "test" in r.stdout and "vs base" in r.stdout
+    assert "weight soup" in r.stdout  # what the soup made of the run: a soup, or the best node alone
     assert f"report: {Path('run') / 'report.html'}" in r.stdout.replace("\n", " ")
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'id="tree"' in html and (tmp_path / "run" / "report.md").is_file()

@@ -180,6 +180,9 @@ def search_cmd(
     budget: Annotated[int | None, typer.Option(help="Compute budget in generated tokens (overrides budget.compute).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the search (overrides seed).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (overrides executor.workers).")] = None,
+    soup: Annotated[int | None, typer.Option(
+        help="Final model: a greedy weight soup of up to this many of the best checkpoints (overrides "
+             "search.soup; 0: the best node).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
@@ -192,7 +195,7 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        if config is not None or method or budget or seed is not None:
+        if config is not None or method or budget or seed is not None or soup is not None:
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
             raise BadInput(f"resume={str(resume)!r} is not allowed: no {JOURNAL} in that directory")
@@ -202,7 +205,7 @@ def search_cmd(
         if config is None:
             raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
         cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
-                                   "executor.workers": workers})
+                                   "executor.workers": workers, "search.soup": soup})
         run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise BadInput(f"out={str(run_dir)!r} is not allowed: the directory exists and is not empty "
@@ -233,6 +236,8 @@ def search_cmd(
     out.print(f"\n[bold]{summary['method']}[/] on {summary['task']}: best node {summary['best_node']} "
               f"(val {_fmt(summary['best_val'])}), test {_fmt(summary['test_score'])} vs base "
               f"{_fmt(summary['base_test_score'])}")
+    if summary.get("soup"):
+        out.print(_soup_line(summary))
     if summary["relative_improvement"] is not None:
         out.print(f"relative improvement over the base model: {100 * summary['relative_improvement']:+.1f}%")
     out.print(f"spent {summary['budget_spent']:,} of {summary['budget_total']:,} tokens; {summary['nodes']} stages "
@@ -329,6 +334,8 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run director
         f = tree.finished
         out.print(f"best {f.get('best_node')}: val {_fmt(f.get('best_val'))}, test {_fmt(f.get('test_score'))} "
                   f"(base {_fmt(f.get('base_test_score'))}); {f.get('stop_reason')}")
+        if f.get("soup"):
+            out.print(_soup_line(f))
 
 
 @app.command("transfer")
@@ -528,6 +535,17 @@ def _print_stage(i: int, res, quiet: bool) -> None:
               _fmt(m.get("entropy")), _fmt(m.get("frac_reward_zero_std")), _fmt(m.get("completions/clipped_ratio")),
               _fmt(m.get("completions/mean_length"), 1), _fmt(res.cost.seconds, 1))
     out.print(t)
+
+
+def _soup_line(s: dict[str, Any]) -> str:
+    """What the weight soup made of a finished search (its summary ``s``)."""
+    soup = s["soup"]
+    if not soup["path"]:
+        return (f"weight soup: no other checkpoint of {', '.join(soup['candidates'][1:])} raised the "
+                f"validation score; the final model is the best node {s['best_node']}")
+    return (f"final model: weight soup of {', '.join(soup['nodes'])} (val {_fmt(soup['val_score'])} vs "
+            f"{_fmt(s['best_val'])}, test {_fmt(s['test_score'])} vs {_fmt(s['best_node_test_score'])} "
+            f"for the best node alone) in {soup['path']}")
 
 
 def _print_summary(s: dict[str, Any]) -> None:
