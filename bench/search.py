@@ -454,6 +454,15 @@ def machine() -> dict[str, Any]:
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+def _soup_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """With search.soup: the best node's own test score and the soup's nodes (None: the best node alone)."""
+    soup = summary.get("soup")
+    if not soup:
+        return {}
+    return {"best_node_test_score": summary.get("best_node_test_score"),
+            "soup": soup["nodes"] if soup.get("path") else None}
+
+
 def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     """One record per finished cell, in the benchmark's order."""
     records = []
@@ -472,7 +481,8 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                         "llm_seconds": float(summary.get("llm_seconds", 0.0)),
                         "wall_seconds": summary.get("wall_seconds"), "nodes": summary.get("nodes", 0),
                         "stop_reason": summary.get("stop_reason"), "compute_to_grid_best": None,
-                        "run": str(d.relative_to(out)), **(agent_choices(d) if m in LLM_METHODS else {})})
+                        "run": str(d.relative_to(out)), **(agent_choices(d) if m in LLM_METHODS else {}),
+                        **_soup_fields(summary)})
     grid_best = {(r["task"], r["seed"]): r["best_val"] for r in records if r["method"] == "grid"}
     for r in records:
         r["compute_to_grid_best"] = compute_to_reach(out / r["run"], r["method"], r["base_val"],
