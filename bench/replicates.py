@@ -93,10 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: runs must come in pairs of RUNS_DIR:METHOD, and --extra must be at least 1 "
               f"(got {len(runs)} runs, --extra={args.extra})", file=sys.stderr)
         return 2
-    try:
-        bench = bench_search.load_bench(args.config)
-    except bench_search.BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+    bench = bench_search.load_bench_or_say(args.config)
+    if bench is None:
         return 2
     import torch
 

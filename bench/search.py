@@ -157,6 +157,15 @@ def load_bench(path: str | Path, sets: list[str] | None = None) -> dict[str, Any
     return cfg
 
 
+def load_bench_or_say(path: Path) -> dict[str, Any] | None:
+    """The benchmark config at ``path``, or None after printing its one-line error (scripts exit 2)."""
+    try:
+        return load_bench(path)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
 def cells(bench: dict[str, Any]) -> list[tuple[str, str, int]]:
     """Every (task, method, seed), in the order they run: task, then seed, then method."""
     return [(t, m, s) for t in bench["tasks"] for s in bench["seeds"] for m in bench["methods"]]

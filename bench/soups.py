@@ -74,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: runs must be RUNS_DIR:METHOD and --top at least 1 (got {args.runs}, --top={args.top})",
               file=sys.stderr)
         return 2
-    try:
-        bench = bench_search.load_bench(args.config)
-    except bench_search.BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+    bench = bench_search.load_bench_or_say(args.config)
+    if bench is None:
         return 2
     import torch
 
