@@ -26,6 +26,5 @@ def get_proposer(name: str, **kw: Any) -> Proposer:
 
 __all__ = [
     "PROPOSERS", "SKILLS", "DrawsProposer", "Finding", "NodeView", "Proposal", "ProposalContext", "Proposer",
-    "RandomProposer",
-    "Remedy", "SkillProposer", "diagnose", "fallback_proposals", "get_proposer",
+    "RandomProposer", "Remedy", "SkillProposer", "diagnose", "fallback_proposals", "get_proposer",
 ]
