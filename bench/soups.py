@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not nodes:
                     continue
                 t0 = time.time()
-                row = {"run": f"{runs_dir}:{method}", "task": task, "seed": seed, **cell(t, d / "nodes", nodes),
-                       "seconds": round(time.time() - t0, 1)}
+                row = {"run": f"{runs_dir}:{method}", "task": task, "seed": seed,
+                       **cell(t, d / "nodes", nodes), "seconds": round(time.time() - t0, 1)}
                 rows.append(row)
                 print(f"{task:15s} seed {seed} {runs_dir}:{method}: best {row['best']} test "
                       f"{row['best_test']:.3f}, soup of {len(row['soup'])} test {row['soup_test']:.3f}, "

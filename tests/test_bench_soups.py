@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("bench_soups", Path(__file__).parent.parent / "bench" / "soups.py")
+spec = importlib.util.spec_from_file_location("bench_soups",
+                                              Path(__file__).parent.parent / "bench" / "soups.py")
 soups = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(soups)
 
