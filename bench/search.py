@@ -906,7 +906,11 @@ def table(res: dict[str, Any]) -> str:
             "mean - 1. Compute: generated tokens (the budget's meter), mean over seeds. Compute to grid's "
             "best: tokens until the first stage whose validation score reaches grid's best on the same seed "
             "(mean over the seeds that reach it; share of grid's compute in parentheses). LLM: prompt + "
-            "completion tokens and seconds, mean over seeds.", "", "### Targets", ""]
+            "completion tokens and seconds, mean over seeds."]
+    if any("soup" in r for r in res["records"]):
+        out[-1] += (" With search.soup, test is the final model's: the greedy weight soup of the best node "
+                    "and the next best checkpoints (the best node alone: best_node_test_score in the file).")
+    out += ["", "### Targets", ""]
     out += targets(res)
     out += headroom_table(res)
     out += selection_table(res)

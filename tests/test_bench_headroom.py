@@ -121,3 +121,12 @@ def test_compare_needs_two_sides_and_a_results_file(tmp_path, capsys):
     assert search.main(["compare", "bench/results/search.json:nope", "bench/results/search.json:grid"]) == 2
     err = capsys.readouterr().err
     assert "needs two" in err and "not a results file" in err and "method 'nope'" in err
+
+
+def test_records_carry_the_soup_only_when_the_search_made_one():
+    assert search._soup_fields({"test_score": 0.4}) == {}  # search.soup off: the records stay as they were
+    soup = {"nodes": ["n5", "n3"], "path": "run/soup", "val_score": 0.5}
+    assert search._soup_fields({"soup": soup, "best_node_test_score": 0.41}) == {
+        "best_node_test_score": 0.41, "soup": ["n5", "n3"]}
+    alone = {**soup, "nodes": ["n5"], "path": None}  # no other checkpoint helped: the best node alone
+    assert search._soup_fields({"soup": alone, "best_node_test_score": 0.41})["soup"] is None
