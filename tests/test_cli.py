@@ -30,6 +30,8 @@ def test_tasks_lists_builtin_tasks():
     (SCHEDULE, ["--model", "huge"], "does not exist"),
     (SCHEDULE, ["--parent", "no/such/checkpoint"], "checkpoint 'no/such/checkpoint' does not exist"),
     (SCHEDULE, ["--workers", "many"], "'--workers'"),
+    ("soup:\n  - stages: [{steps: 3}]\n  - stages: [{steps: 3, params: {beta: 9}}]\n", [],
+     "soup[1].stages[0].params.beta=9"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, schedule, extra, words):
     (tmp_path / "s.yaml").write_text(schedule)

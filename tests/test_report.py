@@ -332,8 +332,9 @@ def test_the_report_says_when_the_final_model_is_a_soup(runs, report):
     said = "The final model is a weight soup of"
     if soup["path"]:
         assert f"{said} {', '.join(soup['nodes'])}" in html and html.count(said) == 1
+        assert html.count("/soup.yaml") == 1 and (Path(runs["grid"]) / "soup.yaml").is_file()
     else:
-        assert said not in html
+        assert said not in html and "soup.yaml" not in html
 
 
 def test_comparison_numbers_come_from_the_summaries(runs, report):

@@ -203,6 +203,9 @@ def test_cli_search_prints_the_strategy_and_writes_the_report(xs_base, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "discovered strategy" in r.stdout and "test" in r.stdout and "vs base" in r.stdout
     assert "weight soup" in r.stdout  # what the soup made of the run: a soup, or the best node alone
+    made = (tmp_path / "run" / "soup.yaml").is_file()  # the soup's recipe, when the soup is the model
+    assert made == bool(json.loads((tmp_path / "run" / "summary.json").read_text())["soup"]["path"])
+    assert made == ("soup.yaml" in r.stdout.replace("\n", ""))
     assert f"report: {Path('run') / 'report.html'}" in r.stdout.replace("\n", " ")
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'id="tree"' in html and (tmp_path / "run" / "report.md").is_file()
@@ -222,6 +225,9 @@ def test_the_draws_control_trains_new_draws_of_the_default_schedule(xs_base, tmp
 
 
 def test_a_soup_is_the_final_model_when_it_scores_at_least_the_best_node(xs_base, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
     from llmzero.training.evaluate import evaluate_checkpoint
 
     summary, r = run(config(xs_base, method="mcts", soup=4), tmp_path / "soup")
@@ -234,9 +240,25 @@ def test_a_soup_is_the_final_model_when_it_scores_at_least_the_best_node(xs_base
     if len(soup["nodes"]) > 1:  # the soup was written whole and the test split scored it
         assert summary["final_model"] == soup["path"] == str(tmp_path / "soup" / "soup")
         assert summary["test_score"] == evaluate_checkpoint(r.task, soup["path"], "test", length)
+        # soup.yaml rebuilds it: the members' paths trained again (shared stages once), then averaged
+        cmd = ["train", "--task", "number_sorting", "--schedule", str(tmp_path / "soup" / "soup.yaml"),
+               "--model", xs_base.path, "--out", "replay", "--json"]
+        res = subprocess.run([sys.executable, "-m", "llmzero.cli", *cmd], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        replay = json.loads(res.stdout)
+        paths = {n.id for i in soup["nodes"] for n in r.tree.path(i)[1:]}
+        assert replay["members"] == len(soup["nodes"]) and not replay["failed"]
+        assert replay["stages"] == len(paths)  # a stage that two members share is trained once
+        assert replay["val_scores"] == [r.tree.nodes[i].val_score for i in soup["nodes"]]  # bit for bit
+        assert replay["soup_val_score"] == soup["val_score"] and replay["test_score"] == summary["test_score"]
+        rebuilt, found = (load_file(str(Path(d) / "model.safetensors"))
+                          for d in (tmp_path / "replay" / "soup", soup["path"]))
+        assert rebuilt.keys() == found.keys() and all(torch.equal(rebuilt[k], found[k]) for k in found)
     else:
         assert soup["path"] is None and summary["final_model"] == best.checkpoint
         assert summary["test_score"] == summary["best_node_test_score"]
+        assert not (tmp_path / "soup" / "soup.yaml").exists()  # strategy.yaml is the final model's recipe
     for n in soup["candidates"]:  # the garbage collector kept every candidate
         assert Path(r.tree.nodes[n].checkpoint).is_dir()
     again = SearchRun(None, tmp_path / "soup", resume=True)  # a finished run resumed: built and scored once

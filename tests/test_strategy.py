@@ -1,7 +1,7 @@
 import pytest
 
 from llmzero.space import DEFAULT_SPACE
-from llmzero.strategy import Stage, StageMode, Strategy, StrategyError
+from llmzero.strategy import Soup, Stage, StageMode, Strategy, StrategyError, load_schedule
 
 YAML = """
 stages:
@@ -55,3 +55,43 @@ def test_missing_file(tmp_path):
 def test_stage_dict_round_trip():
     st = Stage(DEFAULT_SPACE.defaults(), 7, StageMode.RESTART, seed=11)
     assert Stage.from_dict(st.to_dict()) == st
+
+
+SOUP = """
+val_score: 0.41
+soup:
+  - node: n5
+    stages:
+      - {steps: 10, seed: 3}
+      - {steps: 5, seed: 4, params: {learning_rate: 2e-4}}
+  - node: n3
+    stages:
+      - {steps: 10, seed: 3}
+"""
+
+
+def test_a_soup_schedule_loads_its_members_and_round_trips(tmp_path):
+    (tmp_path / "soup.yaml").write_text(SOUP)
+    soup = load_schedule(tmp_path / "soup.yaml")
+    assert isinstance(soup, Soup) and soup.meta == {"val_score": 0.41}
+    assert [m.meta["node"] for m in soup.members] == ["n5", "n3"]
+    assert soup.members[0].stages[0] == soup.members[1].stages[0]  # the shared first stage
+    assert soup.members[0].stages[1].params["learning_rate"] == 2e-4
+    soup.save(tmp_path / "again.yaml")
+    assert load_schedule(tmp_path / "again.yaml") == soup and not list(tmp_path.glob("*.tmp"))
+    (tmp_path / "one.yaml").write_text(YAML)
+    assert load_schedule(tmp_path / "one.yaml") == Strategy.from_yaml(YAML)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("soup: []", "soup=[] is not allowed: expected a list of at least 2 strategies"),
+    ("soup:\n  - stages: [{steps: 3}]\n", "expected a list of at least 2 strategies"),
+    ("soup:\n  - stages: [{steps: 3}]\n  - stages: [{steps: 0}]\n", "soup[1].stages[0].steps=0"),
+    ("soup:\n  - stages: []\n  - stages: [{steps: 3}]\n", "soup[0]: expected a mapping with a non-empty"),
+    ("steps: 3\n", "'stages' (one strategy) or 'soup'"),
+])
+def test_bad_soup_schedules_name_the_problem(tmp_path, text, words):
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(StrategyError) as e:
+        load_schedule(tmp_path / "s.yaml")
+    assert str(e.value).startswith("s.yaml: ") and words in str(e.value) and "\n" not in str(e.value)

@@ -21,7 +21,7 @@ from llmzero.config import METHODS, ConfigError
 from llmzero.models.tiny import PRESETS, ModelError
 from llmzero.search.journal import JournalError
 from llmzero.space import SpaceError
-from llmzero.strategy import Strategy, StrategyError
+from llmzero.strategy import Soup, StrategyError, load_schedule
 from llmzero.tasks import BUILTIN, TaskError, TaskSpec, task_space
 from llmzero.training._base import CheckpointError, check_checkpoint
 from llmzero.transfer import TransferError
@@ -122,7 +122,8 @@ def base_cmd(
 @app.command("train")
 def train_cmd(
     task: Annotated[str, typer.Option(help="Task name (see `llmzero tasks`).")],
-    schedule: Annotated[Path, typer.Option(help="A schedule YAML file (stages with steps and params).")],
+    schedule: Annotated[Path, typer.Option(help="A schedule YAML file (stages with steps and params), or a "
+                                            "weight soup of several (a search's soup.yaml).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory; must not exist yet.")] = Path("runs/train"),
     model: Annotated[str, typer.Option(help="Tiny-model preset or a Hugging Face model directory.")] = "s",
     parent: Annotated[str | None, typer.Option(help="Start from this stage checkpoint instead of the base.")] = None,
@@ -131,15 +132,18 @@ def train_cmd(
     workers: Annotated[int, typer.Option(help="Worker processes (0 runs stages in this process).")] = 1,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
 ):
-    """Train a fixed multi-stage schedule and report each stage's scores and key metrics."""
+    """Train a fixed multi-stage schedule (or rebuild a search's weight soup) and report each stage's
+    scores and key metrics."""
     spec = _task_spec(task, difficulty)
-    strategy = Strategy.load(schedule, space=task_space(spec.build()))
+    strategy = load_schedule(schedule, space=task_space(spec.build()))
+    members = strategy.members if isinstance(strategy, Soup) else (strategy,)
     if model not in PRESETS:
         from llmzero.models.base import check_model_dir
 
         check_model_dir(model)
     if parent is not None:
-        check_checkpoint(parent, strategy.stages[0].mode)
+        for mode in dict.fromkeys(m.stages[0].mode for m in members):
+            check_checkpoint(parent, mode)
     if workers < 0:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 0")
     from llmzero.config import TrainingConfig, one_line
@@ -156,15 +160,16 @@ def train_cmd(
     from llmzero.runtime import configure_process
 
     configure_process(1)
-    from llmzero.training.schedule import train_schedule
+    from llmzero.training.schedule import train_schedule, train_soup
 
+    train = train_soup if isinstance(strategy, Soup) else train_schedule
     with _progress() as progress:
         base_dir, base_test = _base(spec, model, seed, progress)
         tid = progress.add_task("training", total=None)
-        summary = train_schedule(spec, strategy, out_dir, base_dir, base_test=base_test, parent=parent, seed=seed,
-                                 workers=workers, prompts_per_step=training.prompts_per_step,
-                                 on_stage=lambda i, res: _print_stage(i, res, quiet=json_),
-                                 say=lambda msg: progress.update(tid, description=msg))
+        summary = train(spec, strategy, out_dir, base_dir, base_test=base_test, parent=parent, seed=seed,
+                        workers=workers, prompts_per_step=training.prompts_per_step,
+                        on_stage=lambda i, res: _print_stage(i, res, quiet=json_),
+                        say=lambda msg: progress.update(tid, description=msg))
     if json_:
         print(json.dumps(summary))
     else:
@@ -249,7 +254,8 @@ def search_cmd(
                   f"{summary['llm_completion_tokens']:,} completion tokens, {summary['llm_seconds']:.0f} s; "
                   f"{summary['proposals_repaired']} proposals repaired, {summary['llm_failures']} fell back to skills")
     _print_strategy(summary["strategy"])
-    out.print(f"strategy: {summary['run']}/strategy.yaml   tree: llmzero show {summary['run']}")
+    soup = f"   soup: {summary['run']}/soup.yaml" if (summary.get("soup") or {}).get("path") else ""
+    out.print(f"strategy: {summary['run']}/strategy.yaml{soup}   tree: llmzero show {summary['run']}")
     if report:
         out.print(f"report: {summary['report']} (and report.md beside it)")
 
@@ -554,6 +560,12 @@ def _print_summary(s: dict[str, Any]) -> None:
               f"{s['generated_tokens']:,} generated tokens, {s['wall_seconds']} s")
     if s["test_score"] is not None and s["base_test_score"]:
         out.print(f"relative change over the base model: {100 * (s['test_score'] / s['base_test_score'] - 1):+.1f}%")
+    if "members" in s:  # a weight soup
+        out.print(f"weight soup of {s['members']} members: val {_fmt(s['soup_val_score'])} (the members "
+                  f"{', '.join(_fmt(v) for v in s['val_scores'])})")
+        out.print(f"results in {s['out']}/ (stages.json, summary.json, soup.yaml, one checkpoint per stage, "
+                  "the soup in soup/)")
+        return
     out.print(f"results in {s['out']}/ (stages.json, summary.json, strategy.yaml, one checkpoint per stage)")
 
 

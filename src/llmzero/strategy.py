@@ -34,6 +34,9 @@ class StageMode(str, Enum):
     RESTART = "restart"  # warm restart: fresh optimizer, KL reference reset to the parent
 
 
+_NO_STAGES = "expected a mapping with a non-empty list 'stages'"
+
+
 class StrategyError(ValueError):
     """A schedule that cannot be used; the message is one line naming the problem."""
 
@@ -106,15 +109,12 @@ class Strategy:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_yaml())
-        tmp.replace(path)
+        _save_yaml(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, raw: Any, *, space: Space = DEFAULT_SPACE) -> Strategy:
         if not isinstance(raw, Mapping) or not isinstance(raw.get("stages"), list) or not raw["stages"]:
-            raise StrategyError("schedule: expected a mapping with a non-empty list 'stages'")
+            raise StrategyError(f"schedule: {_NO_STAGES}")
         stages: list[Stage] = []
         previous: Mapping[str, Value] | None = None
         for i, s in enumerate(raw["stages"]):
@@ -126,24 +126,90 @@ class Strategy:
 
     @classmethod
     def from_yaml(cls, text: str, *, space: Space = DEFAULT_SPACE) -> Strategy:
-        try:
-            raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise StrategyError(f"schedule does not parse as YAML{at}: {problem}") from None
-        return cls.from_dict(raw, space=space)
+        return cls.from_dict(_parse_yaml(text), space=space)
 
     @classmethod
     def load(cls, path: str | Path, *, space: Space = DEFAULT_SPACE) -> Strategy:
-        path = Path(path)
-        if not path.is_file():
-            raise StrategyError(f"schedule file {str(path)!r} does not exist")
+        text = _read(path)
         try:
-            return cls.from_yaml(path.read_text(), space=space)
+            return cls.from_yaml(text, space=space)
         except StrategyError as e:
-            raise StrategyError(f"{path.name}: {e}") from None
+            raise StrategyError(f"{Path(path).name}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Soup:
+    """A weight soup as a recipe: each member strategy is trained from the same start (members that
+    share first stages share their checkpoints), then the members' weights are averaged uniformly.
+    A search with ``search.soup`` writes one (``soup.yaml``) when its final model is a soup::
+
+        val_score: 0.41          # the soup's, as the search measured it
+        soup:
+          - {node: n5, val_score: 0.39, stages: [...]}
+          - {node: n3, val_score: 0.37, stages: [...]}
+    """
+
+    members: tuple[Strategy, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.meta, "soup": [m.to_dict() for m in self.members]}
+
+    def save(self, path: str | Path) -> None:
+        _save_yaml(self.to_dict(), path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, space: Space = DEFAULT_SPACE) -> Soup:
+        members = raw.get("soup") if isinstance(raw, Mapping) else None
+        if not isinstance(members, list) or len(members) < 2:
+            raise StrategyError(f"soup={members!r} is not allowed: expected a list of at least 2 strategies")
+        out = []
+        for i, m in enumerate(members):
+            try:
+                out.append(Strategy.from_dict(m, space=space))
+            except StrategyError as e:
+                msg = str(e).removeprefix("schedule: ")
+                raise StrategyError(f"soup[{i}]{'.' if msg.startswith('stages[') else ': '}{msg}") from None
+        return cls(members=tuple(out), meta={k: v for k, v in raw.items() if k != "soup"})
+
+
+def load_schedule(path: str | Path, *, space: Space = DEFAULT_SPACE) -> Strategy | Soup:
+    """A schedule file: one strategy (``stages``), or a weight soup of several (``soup``)."""
+    text = _read(path)
+    try:
+        raw = _parse_yaml(text)
+        if isinstance(raw, Mapping) and "soup" in raw:
+            return Soup.from_dict(raw, space=space)
+        if not isinstance(raw, Mapping) or "stages" not in raw:
+            raise StrategyError(f"schedule: {_NO_STAGES} (one strategy) or 'soup' (a weight soup of several)")
+        return Strategy.from_dict(raw, space=space)
+    except StrategyError as e:
+        raise StrategyError(f"{Path(path).name}: {e}") from None
+
+
+def _read(path: str | Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise StrategyError(f"schedule file {str(path)!r} does not exist")
+    return path.read_text()
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise StrategyError(f"schedule does not parse as YAML{at}: {problem}") from None
+
+
+def _save_yaml(obj: dict[str, Any], path: str | Path) -> None:
+    """Written whole or not at all: a temporary file, then one rename."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+    tmp.replace(path)
 
 
 class _Loader(yaml.SafeLoader):

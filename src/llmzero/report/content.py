@@ -167,7 +167,8 @@ def _run_header(run: Run, i: int) -> Section:
             blocks.append(Text(f"The final model is a weight soup of {', '.join(soup['nodes'])} "
                                f"(search.soup): val {score(soup['val_score'])}, test "
                                f"{score(s.get('test_score'))}; the best node alone scores "
-                               f"{score(s.get('best_node_test_score'))} on test."))
+                               f"{score(s.get('best_node_test_score'))} on test. Rebuild it with llmzero "
+                               f"train --schedule {run.path}/soup.yaml."))
     if not run.finished:
         blocks.append(Text("This run has not finished: its journal has no run_finished event. The tree, "
                            "curves and schedule show it as it stands; there is no test score yet.",

@@ -23,7 +23,7 @@ from llmzero.config import ExperimentConfig
 from llmzero.search.journal import Journal, JournalError, Recorder
 from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
 from llmzero.search.tree import ROOT, Node, NodeState
-from llmzero.strategy import Stage, StageMode, Strategy
+from llmzero.strategy import Soup, Stage, StageMode, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +388,15 @@ class SearchRun:
                                       "training": self.cfg.training.model_dump(),
                                       "node": node_id, "val_score": self.tree.nodes[node_id].val_score})
 
+    def soup_recipe(self, soup: dict[str, Any]) -> Soup:
+        """The soup as a schedule that ``llmzero train`` rebuilds: its members' strategies, best first."""
+        first = self.strategy(soup["nodes"][0])
+        members = tuple(Strategy(self.strategy(i).stages, meta={"node": i,
+                                                                 "val_score": self.tree.nodes[i].val_score})
+                        for i in soup["nodes"])
+        meta = {k: v for k, v in first.meta.items() if k not in ("node", "val_score")}
+        return Soup(members, meta={**meta, "nodes": soup["nodes"], "val_score": soup["val_score"]})
+
     def status(self, message: str = "") -> Status:
         best = self.tree.best()
         return Status(spent=self.tree.spent(), total=self.cfg.budget.compute, nodes=len(self.tree.stages()),
@@ -420,6 +429,8 @@ class SearchRun:
         strategy = self.strategy(best.id) if best is not None else None
         if strategy is not None:
             strategy.save(self.out / "strategy.yaml")
+        if made:
+            self.soup_recipe(soup).save(self.out / "soup.yaml")
         summary = {
             "run": str(self.out), "method": self.cfg.search.method, "task": self.cfg.task.name,
             "best_node": best.id if best else None, "best_val": best.val_score if best else None,

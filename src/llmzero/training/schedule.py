@@ -3,7 +3,8 @@
 Each stage continues from the one before (or restarts, as the stage says); the final checkpoint is
 scored once on the test split. The run directory gets the strategy, one checkpoint per stage,
 ``stages.json`` and ``summary.json``; the summary is written last, so a directory with a summary is a
-finished run.
+finished run. A weight soup (``soup.yaml``, :class:`~llmzero.strategy.Soup`) trains each member's
+stages the same way, then averages the members' weights (``train_soup``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmzero.strategy import Strategy
+from llmzero.strategy import Soup, Strategy
 from llmzero.tasks import TaskSpec
 from llmzero.training._base import StageResult
 
@@ -70,6 +71,78 @@ def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base
         "task": spec.name, "out": str(out_dir), "base": base_dir, "stages": len(results),
         "failed": sum(r["status"] == "failed" for r in results),
         "val_scores": [r["val_score"] for r in results], "test_score": test, "base_test_score": base_test,
+        "steps": sum(r["cost"]["steps"] for r in results),
+        "generated_tokens": sum(r["cost"]["generated_tokens"] for r in results),
+        "wall_seconds": round(time.time() - t0, 1),
+    }
+    (out_dir / "stages.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def train_soup(spec: TaskSpec, soup: Soup, out_dir: str | Path, base_dir: str, *,
+               base_test: float | None = None, parent: str | None = None, seed: int = 0, workers: int = 1,
+               prompts_per_step: int = 8, on_stage: Callable[[int, StageResult], None] | None = None,
+               say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train every member of ``soup`` from ``parent`` (default: the base model), average their weights
+    in the members' order and score the average on validation and test (``RUN/soup/`` is the model).
+
+    Members that begin with the same stages (the same parameters, steps, mode and seed) share those
+    stages' checkpoints, so a soup of one search's nodes trains each node of their paths once, as the
+    search did. Stops at the first failed stage, as ``train_schedule`` does.
+    """
+    from llmzero.execution import LocalPool, RunnerSpec
+    from llmzero.training.evaluate import evaluate_checkpoint
+    from llmzero.training.grpo import TrainingSettings
+    from llmzero.training.soup import Souper
+
+    say = say or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    t0 = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    soup.save(out_dir / "soup.yaml")
+    task = spec.build()
+    results: list[dict[str, Any]] = []
+    trained: dict[str, tuple[str, float]] = {}  # the stages of a path so far, as JSON -> checkpoint, val
+    ends: list[tuple[str, float]] = []
+    runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=prompts_per_step))
+    total = len({json.dumps([s.to_dict() for s in m.stages[: i + 1]]) for m in soup.members
+                 for i in range(len(m.stages))})
+    with LocalPool(workers) as pool:
+        pool.start()
+        for m in soup.members:
+            end: tuple[Any, Any] = (parent, None)
+            for i, stage in enumerate(m.stages):
+                key = json.dumps([s.to_dict() for s in m.stages[: i + 1]])
+                if key not in trained:
+                    say(f"stage {len(results) + 1}/{total}: {stage.steps} GRPO steps")
+                    res = pool.run(runner, end[0], stage, str(out_dir / f"stage-{len(results)}"),
+                                   stage.seed if stage.seed is not None else seed + i)
+                    results.append(res.to_dict())
+                    if on_stage is not None:
+                        on_stage(len(results) - 1, res)
+                    if not res.ok:
+                        break
+                    trained[key] = (res.checkpoint, res.val_score)
+                end = trained[key]
+            if results and results[-1]["status"] == "failed":
+                break
+            ends.append(end)
+    failed = sum(r["status"] == "failed" for r in results)
+    val = test = None
+    if not failed:
+        say("averaging the members and scoring the soup on the validation and test splits")
+        length = int(soup.members[0].stages[-1].params["max_completion_length"])
+        souper = Souper(task, {f"m{j}": ckpt for j, (ckpt, _) in enumerate(ends)}, length)
+        val = souper.score(list(souper.paths), "val")
+        path = souper.save(list(souper.paths), out_dir / "soup")
+        test = evaluate_checkpoint(task, str(path), "test", length)
+        if base_test is None:
+            base_test = evaluate_checkpoint(task, base_dir, "test", length)
+    summary = {
+        "task": spec.name, "out": str(out_dir), "base": base_dir, "members": len(soup.members),
+        "stages": len(results), "failed": failed, "val_scores": [v for _, v in ends],
+        "soup_val_score": val, "test_score": test, "base_test_score": base_test,
         "steps": sum(r["cost"]["steps"] for r in results),
         "generated_tokens": sum(r["cost"]["generated_tokens"] for r in results),
         "wall_seconds": round(time.time() - t0, 1),
