@@ -211,3 +211,37 @@ def test_a_worker_exits_when_its_search_process_dies(tmp_path, busy):
     while time.time() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
         time.sleep(0.2)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_a_stage_of_draws_is_the_greedy_soup_of_its_draws_and_continues(setup):
+    from safetensors.torch import load_file
+
+    from llmzero.training.soup import WEIGHTS, Souper, average, draw_seed
+
+    root, _, task, runner, space, _ = setup
+    # an entropy bonus and a high learning rate make every draw move the weights (see above)
+    st = stage(space, learning_rate=3e-3, entropy_coef=0.01)
+    res = runner.run_stage(None, Stage(st.params, 4, draws=3), str(root / "soup"), seed=5)
+    assert res.ok, res.error
+    singles = [runner.run_stage(None, Stage(st.params, 4, seed=draw_seed(5, d)), str(root / f"draw{d}"),
+                                draw_seed(5, d)) for d in range(3)]
+    assert [d["seed"] for d in res.draws] == [5, draw_seed(5, 1), draw_seed(5, 2)]
+    # the same draws, bit for bit
+    assert [d["val_score"] for d in res.draws] == [s.val_score for s in singles]
+    assert res.cost.generated_tokens == sum(s.cost.generated_tokens for s in singles)
+    assert res.cost.steps == 12 and (res.start_step, res.end_step) == (0, 4)  # 4 steps along the path
+    kept = [str(d) for d, info in enumerate(res.draws) if info["in_soup"]]
+    best = max(range(3), key=lambda d: (singles[d].val_score, -d))
+    assert kept[0] == str(best) and res.val_score >= singles[best].val_score  # never below the best draw
+    weights = {str(d): load_file(str(Path(s.checkpoint) / WEIGHTS)) for d, s in enumerate(singles)}
+    got = load_file(str(root / "soup" / WEIGHTS))
+    want = average([weights[d] for d in kept])
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    souper = Souper(task, {d: singles[int(d)].checkpoint for d in kept},
+                    int(st.params["max_completion_length"]))
+    assert souper.score(kept, "val") == res.val_score
+    info = check_checkpoint(res.checkpoint)  # the best draw's trainer state: the next stage continues
+    assert info["end_step"] == 4 and info["stage"]["draws"] == 3 and info["val_score"] == res.val_score
+    assert _strip(res.history) == _strip(singles[best].history) and not list(root.glob("soup.tmp-*"))
+    child = runner.run_stage(res.checkpoint, stage(space), str(root / "after-soup"), seed=1)
+    assert child.ok and (child.start_step, child.end_step) == (4, 8)

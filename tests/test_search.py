@@ -175,6 +175,7 @@ def test_exported_strategy_replays_to_the_same_validation_score(xs_base, tmp_pat
     ({"task": {"name": "nope"}}, "unknown task 'nope'"),
     ({"surprise": 1}, "surprise"),
     ({"search": {"soup": -1}}, "search.soup=-1"),
+    ({"search": {"draws": 17}}, "search.draws=17"),
     ({"llm": {"curves": True}}, "llm.curves=true is not allowed with llm.backend='llama'"),
 ])
 def test_bad_config_names_field_value_and_allowed(override, words):
@@ -266,6 +267,32 @@ def test_a_soup_is_the_final_model_when_it_scores_at_least_the_best_node(xs_base
     again.close()
     kinds = [k for _, _, k, _, _ in Journal(tmp_path / "soup" / JOURNAL).events()]
     assert kinds.count("soup_built") == 1 and kinds.count("test_scored") == 1
+
+
+def test_a_search_of_averaged_draws_spends_the_budget_and_replays(xs_base, tmp_path):
+    summary, r = run(config(xs_base, method="mcts", draws=2), tmp_path / "draws")
+    # a stage now costs a quarter of this budget: what is left may be under the shortest stage's cost
+    assert summary["stop_reason"] == "budget spent"
+    assert 0.9 * BUDGET <= summary["budget_spent"] <= 1.05 * BUDGET
+    done = [n for n in r.tree.stages() if n.state is NodeState.COMPLETE]
+    assert len(done) >= 2 and all(n.draws == 2 for n in r.tree.stages())
+    for n in done:  # the path counts a stage's steps once; its cost counts both draws
+        draws = _draws(r, n.id)
+        assert n.cost["steps"] == 2 * n.steps and n.compute == sum(d["generated_tokens"] for d in draws)
+        assert len(draws) == 2 and n.val_score >= max(d["val_score"] for d in draws)
+    assert all(s["draws"] == 2 for s in summary["strategy"])
+    cmd = ["train", "--task", "number_sorting", "--schedule", str(tmp_path / "draws" / "strategy.yaml"),
+           "--model", xs_base.path, "--out", "replay", "--json"]
+    res = subprocess.run([sys.executable, "-m", "llmzero.cli", *cmd], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["val_scores"][-1] == summary["best_val"]  # the same draws and soups
+
+
+def _draws(r: SearchRun, node_id: str) -> list[dict]:
+    """The draws a stage_finished event recorded for ``node_id``."""
+    events = Journal(r.out / JOURNAL).events("stage_finished")
+    return [p["draws"] for _, _, _, n, p in events if n == node_id][-1]
 
 
 def test_example_configs_are_valid():

@@ -40,6 +40,8 @@ def test_save_and_load(tmp_path):
     ("stages:\n  - steps: 10\n  - steps: 5\n    params: {beta: 2}\n", "stages[1].params.beta=2"),
     ("stages:\n  - steps: 10\n    extra: 1\n", "unknown field 'extra'"),
     ("stages:\n  - steps: 10\n    seed: -1\n", "stages[0].seed=-1"),
+    ("stages:\n  - steps: 10\n    draws: 0\n", "stages[0].draws=0 is not allowed: expected an integer in"),
+    ("stages:\n  - steps: 10\n    draws: two\n", "stages[0].draws='two'"),
 ])
 def test_bad_schedules_name_the_problem(text, words):
     with pytest.raises(StrategyError) as e:
@@ -54,7 +56,9 @@ def test_missing_file(tmp_path):
 
 def test_stage_dict_round_trip():
     st = Stage(DEFAULT_SPACE.defaults(), 7, StageMode.RESTART, seed=11)
-    assert Stage.from_dict(st.to_dict()) == st
+    assert Stage.from_dict(st.to_dict()) == st and "draws" not in st.to_dict()  # one draw: the default
+    st = Stage(DEFAULT_SPACE.defaults(), 7, seed=11, draws=4)
+    assert st.to_dict()["draws"] == 4 and Stage.from_dict(st.to_dict()) == st
 
 
 SOUP = """

@@ -188,6 +188,9 @@ def search_cmd(
     soup: Annotated[int | None, typer.Option(
         help="Final model: a greedy weight soup of up to this many of the best checkpoints (overrides "
              "search.soup; 0: the best node).")] = None,
+    draws: Annotated[int | None, typer.Option(
+        help="GRPO draws of every stage, averaged into its checkpoint (overrides search.draws; "
+             "1: off).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
@@ -200,7 +203,7 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        if config is not None or method or budget or seed is not None or soup is not None:
+        if config is not None or method or budget or any(v is not None for v in (seed, soup, draws)):
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
             raise BadInput(f"resume={str(resume)!r} is not allowed: no {JOURNAL} in that directory")
@@ -210,7 +213,7 @@ def search_cmd(
         if config is None:
             raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
         cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
-                                   "executor.workers": workers, "search.soup": soup})
+                                   "executor.workers": workers, "search.soup": soup, "search.draws": draws})
         run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise BadInput(f"out={str(run_dir)!r} is not allowed: the directory exists and is not empty "
@@ -294,7 +297,8 @@ def _print_strategy(stages: list[dict[str, Any]]) -> None:
     for i, st in enumerate(stages):
         p = st["params"]
         shown = p if prev is None else {k: v for k, v in p.items() if prev.get(k) != v}
-        t.add_row(str(i + 1), str(st["steps"]), st["mode"],
+        draws = f" x {st['draws']} draws" if st.get("draws", 1) > 1 else ""
+        t.add_row(str(i + 1), f"{st['steps']}{draws}", st["mode"],
                   ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "(no change)")
         prev = p
     out.print(t)

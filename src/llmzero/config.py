@@ -116,6 +116,11 @@ class SearchConfig(_Model):
         0, ge=0, le=64, description="The final model as a greedy weight soup: the best node's checkpoint "
         "averaged with the next best kept ones (up to this many in all, by validation score), each added "
         "only if the validation score does not drop; the test split scores the soup. 0 or 1: off.")
+    draws: int = Field(
+        1, ge=1, le=16, description="GRPO draws of every stage: each stage is trained this many times "
+        "from its parent with other seeds, and its checkpoint is their greedy weight soup (the best draw, "
+        "then each next one if the validation score of the average does not drop). A stage costs this "
+        "many times more compute. 1: off.")
     prior: str | None = Field(
         None, description="A search run directory (usually on another task) whose discovered strategy and "
         "dynamics guide mcts and skill: the agent reads them, and each node's first child follows the "

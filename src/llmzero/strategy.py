@@ -9,6 +9,8 @@ the stage before (the first stage starts from the space's defaults)::
       - steps: 100
         mode: restart            # fresh optimizer, KL reference reset to the parent
         params: {max_completion_length: 24, entropy_coef: 0.01}
+      - steps: 100
+        draws: 4                 # four GRPO draws from the same parent, averaged (a greedy weight soup)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import yaml
 from llmzero.space import DEFAULT_SPACE, Space, SpaceError, Value
 
 MAX_STAGE_STEPS = 1_000_000
+MAX_DRAWS = 16
 
 
 class StageMode(str, Enum):
@@ -49,11 +52,14 @@ class Stage:
     steps: int
     mode: StageMode = StageMode.CONTINUE
     seed: int | None = None  # a replayed strategy trains each stage with the seed it was found with
+    draws: int = 1  # > 1: trained that many times from the parent (other seeds), the draws averaged
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"steps": self.steps, "mode": self.mode.value, "params": dict(self.params)}
         if self.seed is not None:
             d["seed"] = self.seed
+        if self.draws != 1:
+            d["draws"] = self.draws
         return d
 
     @classmethod
@@ -61,12 +67,17 @@ class Stage:
                   previous: Mapping[str, Value] | None = None, where: str = "stage") -> Stage:
         if not isinstance(raw, Mapping):
             raise StrategyError(f"{where}: expected a mapping with steps, params and mode, got {raw!r}")
-        unknown = set(raw) - {"steps", "params", "mode", "seed"}
+        unknown = set(raw) - {"steps", "params", "mode", "seed", "draws"}
         if unknown:
-            raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}: allowed are steps, params, mode, seed")
+            raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}: allowed are steps, params, "
+                                "mode, seed, draws")
         seed = raw.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise StrategyError(f"{where}.seed={seed!r} is not allowed: expected an integer >= 0")
+        draws = raw.get("draws", 1)
+        if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
+            raise StrategyError(f"{where}.draws={draws!r} is not allowed: expected an integer in "
+                                f"[1, {MAX_DRAWS}]")
         steps = raw.get("steps")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STAGE_STEPS:
             raise StrategyError(f"{where}.steps={steps!r} is not allowed: expected an integer in "
@@ -86,7 +97,7 @@ class Stage:
         except SpaceError as e:
             raise StrategyError(str(e)) from None
         merged.update({k: checked[k] for k in params})
-        return cls(params=merged, steps=steps, mode=mode, seed=seed)
+        return cls(params=merged, steps=steps, mode=mode, seed=seed, draws=draws)
 
 
 @dataclass(frozen=True)

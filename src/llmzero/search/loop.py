@@ -166,7 +166,8 @@ class SearchRun:
     # -- budget -------------------------------------------------------------------------------------------
 
     def tokens_per_completion(self) -> float:
-        """Generated tokens per completion so far (before any stage: 60% of the length cap)."""
+        """Generated tokens per completion so far (before any stage: 60% of the length cap). A stage's
+        ``cost.steps`` counts the steps of all its draws."""
         pps = self.cfg.training.prompts_per_step
         done = [n for n in self.tree.stages() if n.cost.get("steps")]
         completions = sum(n.cost["steps"] * pps * n.params["num_generations"] for n in done)
@@ -175,9 +176,11 @@ class SearchRun:
         return 0.6 * self.tree.root.params["max_completion_length"]
 
     def tokens_per_step(self, params: dict | None = None) -> float:
-        """Expected generated tokens per GRPO step of a stage with ``params`` (the group size counts)."""
+        """Expected generated tokens per GRPO step of a stage with ``params`` (the group size counts, and
+        ``search.draws``: a stage of several draws trains each of its steps that many times)."""
         p = params or self.tree.root.params
-        return self.cfg.training.prompts_per_step * p["num_generations"] * self.tokens_per_completion()
+        return (self.cfg.training.prompts_per_step * p["num_generations"] * self.tokens_per_completion()
+                * self.cfg.search.draws)
 
     def stage_steps(self, params: dict) -> int:
         """GRPO steps of a full stage with ``params`` (``search.stage_compute``: the same steps, or the
@@ -252,7 +255,7 @@ class SearchRun:
                 for n, limit in zip(batch, self._token_limits(batch)):
                     self.record("stage_started", n.id, {"token_limit": limit})
                     parent = None if n.parent_id == ROOT else self.tree.nodes[n.parent_id].checkpoint
-                    stage = Stage(n.params, n.steps, StageMode(n.mode), n.seed)
+                    stage = Stage(n.params, n.steps, StageMode(n.mode), n.seed, n.draws)
                     futures.append(pool.submit(runner, parent, stage, str(self.out / "nodes" / n.id), n.seed,
                                                limit))
                 say(f"training {', '.join(n.id for n in batch)}")
@@ -299,13 +302,15 @@ class SearchRun:
         self.record("node_created", node_id, {
             "parent_id": spec.parent_id, "depth": parent.depth + 1, "params": spec.params, "steps": steps,
             "mode": spec.mode, "seed": node_seed(self.cfg.seed, node_id), "chain": spec.chain,
-            "transition": spec.transition(parent.params)})
+            "transition": spec.transition(parent.params),
+            **({"draws": self.cfg.search.draws} if self.cfg.search.draws > 1 else {})})
         return self.tree.nodes[node_id]
 
     def _tell(self, n: Node, res) -> None:
+        steps = res.end_step - res.start_step  # along the path: a stage of several draws costs more
         payload = {"history": res.history, "val_score": res.val_score, "cost": res.cost.__dict__,
-                   "checkpoint": res.checkpoint, "error": res.error, "steps": res.cost.steps or n.steps,
-                   "val_samples": res.val_samples}
+                   "checkpoint": res.checkpoint, "error": res.error, "steps": steps or n.steps,
+                   "val_samples": res.val_samples, **({"draws": res.draws} if res.draws else {})}
         self.record("stage_finished" if res.ok else "stage_failed", n.id, payload)
         if res.ok:
             self._tensorboard(n)
@@ -382,7 +387,8 @@ class SearchRun:
         return time.time() - self.t0
 
     def strategy(self, node_id: str) -> Strategy:
-        stages = tuple(Stage(n.params, n.steps, StageMode(n.mode), n.seed) for n in self.tree.path(node_id)[1:])
+        stages = tuple(Stage(n.params, n.steps, StageMode(n.mode), n.seed, n.draws)
+                       for n in self.tree.path(node_id)[1:])
         return Strategy(stages, meta={"task": self.cfg.task.name, "method": self.cfg.search.method,
                                       "model": self.cfg.model, "base_seed": self.cfg.base_seed,
                                       "training": self.cfg.training.model_dump(),

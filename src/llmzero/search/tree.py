@@ -43,6 +43,7 @@ class Node:
     checkpoint: str | None = None
     error: str | None = None
     chain: int | None = None  # for chain-based methods (grid, random, fixed, pbt): which run/member
+    draws: int = 1  # search.draws: GRPO draws of the stage, averaged into its checkpoint
     children: list[str] = field(default_factory=list)
     deleted: bool = False  # checkpoint removed by garbage collection
 

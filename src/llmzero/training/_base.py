@@ -50,6 +50,8 @@ class StageResult:
     val_samples: list[dict[str, str]] = field(default_factory=list)  # a few greedy completions
     cost: Cost = field(default_factory=Cost)
     error: str | None = None
+    draws: list[dict[str, Any]] = field(default_factory=list)  # a stage of several draws: each one's seed,
+    # val score, tokens and whether the soup took it (``llmzero.training.soup.run_draws``)
 
     @property
     def ok(self) -> bool:

@@ -72,6 +72,11 @@ class GRPOStageRunner:
 
     def run_stage(self, parent: str | None, stage: Stage, out_dir: str, seed: int,
                   token_limit: int | None = None) -> StageResult:
+        if stage.draws > 1:  # several draws from the parent, averaged: the soup is the stage's checkpoint
+            from llmzero.training.soup import run_draws
+
+            return run_draws(self, self.task, parent, stage, out_dir, seed, token_limit,
+                             self.settings.val_samples)
         result = StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent)
         t0 = _now()
         tmp = Path(f"{out_dir}.tmp-{os.getpid()}")

@@ -1,4 +1,5 @@
-"""Weight soups: the final model as the average of the search's best checkpoints.
+"""Weight soups: the final model as the average of the search's best checkpoints, and stages
+trained as several draws whose average is the stage's checkpoint (``Stage.draws``).
 
 Every search chooses among GRPO draws as much as among parameters: two draws of one stage train
 models a couple of points apart, and the nodes of one search all descend from the same base. Their
@@ -10,14 +11,22 @@ worse than it there. Costs evaluation only, no training.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
+import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmzero.tasks import Task, accuracy
+
+if TYPE_CHECKING:
+    from llmzero.strategy import Stage
+    from llmzero.training._base import StageResult, StageRunner
 
 WEIGHTS = "model.safetensors"
 
@@ -84,3 +93,85 @@ class Souper:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return out
+
+
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed of a stage's ``draw``-th draw (counting from 0): the stage's own seed for the first."""
+    return seed if draw == 0 else zlib.crc32(f"{seed}:draw{draw}".encode()) % (2**31)
+
+
+def run_draws(runner: StageRunner, task: Task, parent: str | None, stage: Stage, out_dir: str, seed: int,
+              token_limit: int | None = None, samples: int = 0) -> StageResult:
+    """Train ``stage.draws`` GRPO draws of ``stage`` from ``parent`` (seeds ``draw_seed``) and publish
+    their greedy soup at ``out_dir``: the draws best first by validation score, each added to the
+    uniform average if the validation score does not drop. The checkpoint is the best draw's (its
+    optimizer, scheduler, trainer state and step count carry on) with the soup's weights, so the
+    next stage continues from the average. The result reports the soup's validation score, the best
+    draw's training curves and the cost of all the draws; a draw that fails fails the stage.
+
+    Draws of one parent share its basin, so their average is often better than each (weight soups,
+    Wortsman et al. 2022); averaging them at every stage lets the next stage start from the average.
+    """
+    from safetensors.torch import save_file
+
+    from llmzero.training._base import STAGE_INFO, StageResult
+
+    k, out = stage.draws, Path(out_dir)
+    result = StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent)
+    if out.exists():
+        result.error = f"output directory {str(out)!r} already exists"
+        return result
+    dirs = [Path(f"{out_dir}.tmp-draw{d}") for d in range(k)]  # the search's requeue removes *.tmp-*
+    tmp = Path(f"{out_dir}.tmp-soup")
+    try:
+        draws: list[StageResult] = []
+        for d, path in enumerate(dirs):
+            shutil.rmtree(path, ignore_errors=True)  # left by a run killed mid-stage
+            s = draw_seed(seed, d)
+            limit = None if token_limit is None else max(1, token_limit // k)
+            res = runner.run_stage(parent, dataclasses.replace(stage, seed=s, draws=1), str(path), s, limit)
+            draws.append(res)
+            for key in ("steps", "generated_tokens", "seconds"):
+                setattr(result.cost, key, getattr(result.cost, key) + getattr(res.cost, key))
+            for phase, sec in res.cost.phases.items():
+                result.cost.phases[phase] = round(result.cost.phases.get(phase, 0.0) + sec, 4)
+            if not res.ok:
+                result.error = f"draw {d + 1} of {k}: {res.error}"
+                return result
+        t = time.perf_counter()
+        order = sorted(range(k), key=lambda i: (-(draws[i].val_score or 0.0), i))
+        best = draws[order[0]]
+        souper = Souper(task, {str(i): str(draws[i].checkpoint) for i in order},
+                        int(stage.params["max_completion_length"]))
+        members, val = souper.greedy([str(i) for i in order])
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(str(best.checkpoint), tmp)
+        if len(members) > 1:
+            save_file(average([souper.weights[i] for i in members]), str(tmp / WEIGHTS),
+                      metadata={"format": "pt"})
+        result.draws = [{"seed": draw_seed(seed, i), "val_score": draws[i].val_score,
+                         "generated_tokens": draws[i].cost.generated_tokens, "in_soup": str(i) in members}
+                        for i in range(k)]
+        info = json.loads((tmp / STAGE_INFO).read_text())
+        info.update(stage=stage.to_dict(), seed=seed, val_score=val, draws=result.draws)
+        (tmp / STAGE_INFO).write_text(json.dumps(info, indent=1, default=str))
+        if samples:
+            from llmzero.models.generate import greedy_generate
+
+            souper.load(members)
+            val_split = task.split("val")[:samples]
+            outs = greedy_generate(souper.model, souper.tokenizer, [e.prompt for e in val_split],
+                                   souper.length)
+            result.val_samples = [{"prompt": e.prompt, "completion": c, "gold": e.gold}
+                                  for e, c in zip(val_split, outs)]
+        os.replace(tmp, out)
+        result.cost.phases["soup"] = round(time.perf_counter() - t, 4)
+        result.cost.seconds = round(result.cost.seconds + time.perf_counter() - t, 4)
+        result.status, result.checkpoint, result.val_score = "complete", str(out), val
+        result.start_step, result.end_step, result.history = best.start_step, best.end_step, best.history
+    except Exception as e:  # failure is data, as in a single stage
+        result.error = f"{e.__class__.__name__}: {e}"
+    finally:
+        for path in [*dirs, tmp]:
+            shutil.rmtree(path, ignore_errors=True)
+    return result
