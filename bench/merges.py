@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import search as bench_search  # noqa: E402  (bench/search.py: the benchmark's config and task)
 
-from llmzero.training.soup import WEIGHTS, Souper, average  # noqa: E402
+from llmzero.training.soup import Souper, averaged_checkpoint  # noqa: E402
 
 LINEAGES = ("select", "merge")
 
@@ -52,17 +52,13 @@ def merged_parent(task: Any, draws: list[tuple[str, float]], out: Path,
                   length: int) -> tuple[str, list[int], float]:
     """The greedy soup of ``draws`` (checkpoint, val) as a checkpoint in ``out``: the best draw's
     directory with the soup's weights. A soup of the best draw alone is that draw's checkpoint."""
-    from safetensors.torch import save_file
-
     order = sorted(range(len(draws)), key=lambda i: (-draws[i][1], i))
     souper = Souper(task, {str(i): draws[i][0] for i in order}, length)
     members, val = souper.greedy([str(i) for i in order])
     if len(members) == 1:
         return draws[order[0]][0], [order[0]], val
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(draws[order[0]][0], tmp)
-    save_file(average([souper.weights[i] for i in members]), str(tmp / WEIGHTS), metadata={"format": "pt"})
+    tmp = averaged_checkpoint(draws[order[0]][0], [souper.weights[i] for i in members],
+                              out.with_name(out.name + ".tmp"))
     tmp.rename(out)
     return str(out), [int(i) for i in members], val
 

@@ -24,15 +24,16 @@ def test_the_merged_parent_is_the_best_draw_with_the_soups_weights(xs_base, smal
     from safetensors.torch import load_file, save_file
 
     from llmzero.tasks import get_task
+    from llmzero.training.soup import WEIGHTS
 
     task = get_task("number_sorting", sizes=small_sizes)
-    weights = load_file(str(Path(xs_base.path) / merges.WEIGHTS))
+    weights = load_file(str(Path(xs_base.path) / WEIGHTS))
     name = next(k for k in weights if k.endswith("norm.weight"))
     for d, delta, factor in (("a", 0.0, 1.0), ("b", 1e-6, 1.0), ("zero", 0.0, 0.0)):
         shutil.copytree(xs_base.path, tmp_path / d)
         w = {k: v * factor for k, v in weights.items()}
         w[name] = w[name] + delta
-        save_file(w, str(tmp_path / d / merges.WEIGHTS), metadata={"format": "pt"})
+        save_file(w, str(tmp_path / d / WEIGHTS), metadata={"format": "pt"})
     (tmp_path / "b" / "optimizer.pt").write_bytes(b"the best draw's state")
 
     # b is the best draw: the merged checkpoint is b's directory with the average of b and a
@@ -40,7 +41,7 @@ def test_the_merged_parent_is_the_best_draw_with_the_soups_weights(xs_base, smal
                                               tmp_path / "soup", 16)
     assert path == str(tmp_path / "soup") and members == [1, 0] and 0 < val < 1
     assert (tmp_path / "soup" / "optimizer.pt").read_bytes() == b"the best draw's state"
-    got = load_file(str(tmp_path / "soup" / merges.WEIGHTS))
+    got = load_file(str(tmp_path / "soup" / WEIGHTS))
     assert torch.equal(got[name], (weights[name] + (weights[name] + 1e-6)) / 2)
     assert all(torch.equal(got[k], weights[k]) for k in weights if k != name)
     assert not (tmp_path / "soup.tmp").exists()

@@ -95,6 +95,19 @@ class Souper:
         return out
 
 
+def averaged_checkpoint(src: str | Path, weights: Sequence[dict[str, Any]], out: str | Path) -> Path:
+    """A copy of the checkpoint ``src`` (its optimizer, scheduler and trainer state) at ``out`` whose
+    model is the uniform average of ``weights`` (a single one: ``src``'s own)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(src, out)
+    if len(weights) > 1:
+        save_file(average(weights), str(out / WEIGHTS), metadata={"format": "pt"})
+    return out
+
+
 def draw_seed(seed: int, draw: int) -> int:
     """The seed of a stage's ``draw``-th draw (counting from 0): the stage's own seed for the first."""
     return seed if draw == 0 else zlib.crc32(f"{seed}:draw{draw}".encode()) % (2**31)
@@ -112,8 +125,6 @@ def run_draws(runner: StageRunner, task: Task, parent: str | None, stage: Stage,
     Draws of one parent share its basin, so their average is often better than each (weight soups,
     Wortsman et al. 2022); averaging them at every stage lets the next stage start from the average.
     """
-    from safetensors.torch import save_file
-
     from llmzero.training._base import STAGE_INFO, StageResult
 
     k, out = stage.draws, Path(out_dir)
@@ -144,11 +155,7 @@ def run_draws(runner: StageRunner, task: Task, parent: str | None, stage: Stage,
         souper = Souper(task, {str(i): str(draws[i].checkpoint) for i in order},
                         int(stage.params["max_completion_length"]))
         members, val = souper.greedy([str(i) for i in order])
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(str(best.checkpoint), tmp)
-        if len(members) > 1:
-            save_file(average([souper.weights[i] for i in members]), str(tmp / WEIGHTS),
-                      metadata={"format": "pt"})
+        averaged_checkpoint(str(best.checkpoint), [souper.weights[i] for i in members], tmp)
         result.draws = [{"seed": draw_seed(seed, i), "val_score": draws[i].val_score,
                          "generated_tokens": draws[i].cost.generated_tokens, "in_soup": str(i) in members}
                         for i in range(k)]
