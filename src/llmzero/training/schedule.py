@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,54 +35,29 @@ def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base
     Stages run in a local pool of ``workers`` processes (0: in this process), or on the executor
     that ``executor`` names.
     """
-    from llmzero.execution import LocalPool, RunnerSpec, make_executor
     from llmzero.training.evaluate import evaluate_checkpoint
-    from llmzero.training.grpo import TrainingSettings
 
     say = say or (lambda _msg: None)
-    out_dir = Path(out_dir)
-    t0 = time.time()
+    t0, out_dir = time.time(), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     strategy.save(out_dir / "strategy.yaml")
-    task = spec.build()
-    results: list[dict[str, Any]] = []
-    runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=prompts_per_step))
-    with (make_executor(executor) if executor is not None else LocalPool(workers)) as pool:
-        pool.start()
-        for i, stage in enumerate(strategy.stages):
-            say(f"stage {i + 1}/{len(strategy.stages)}: {stage.steps} GRPO steps")
-            stage_seed = stage.seed if stage.seed is not None else seed + i
-            res = pool.run(runner, parent, stage, str(out_dir / f"stage-{i}"), stage_seed)
-            results.append(res.to_dict())
-            if on_stage is not None:
-                on_stage(i, res)
-            if not res.ok:
-                break
-            parent = res.checkpoint
-    final = results[-1]
+    results, ends = _train_paths(spec, (strategy,), out_dir, base_dir, parent, seed, workers,
+                                 prompts_per_step, executor, on_stage, say)
     test = None
-    if final["status"] == "complete":
+    if ends:
         say("scoring the final checkpoint on the test split")
-        length = int(final["stage"]["params"]["max_completion_length"])
-        test = evaluate_checkpoint(task, final["checkpoint"], "test", length)
+        task, length = spec.build(), int(strategy.stages[-1].params["max_completion_length"])
+        test = evaluate_checkpoint(task, ends[0][0], "test", length)
         if base_test is None:
             base_test = evaluate_checkpoint(task, base_dir, "test", length)
-    summary = {
-        "task": spec.name, "out": str(out_dir), "base": base_dir, "stages": len(results),
-        "failed": sum(r["status"] == "failed" for r in results),
-        "val_scores": [r["val_score"] for r in results], "test_score": test, "base_test_score": base_test,
-        "steps": sum(r["cost"]["steps"] for r in results),
-        "generated_tokens": sum(r["cost"]["generated_tokens"] for r in results),
-        "wall_seconds": round(time.time() - t0, 1),
-    }
-    (out_dir / "stages.json").write_text(json.dumps(results, indent=1))
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return _finish(spec, out_dir, base_dir, results, t0, {
+        "val_scores": [r["val_score"] for r in results], "test_score": test, "base_test_score": base_test})
 
 
 def train_soup(spec: TaskSpec, soup: Soup, out_dir: str | Path, base_dir: str, *,
                base_test: float | None = None, parent: str | None = None, seed: int = 0, workers: int = 1,
-               prompts_per_step: int = 8, on_stage: Callable[[int, StageResult], None] | None = None,
+               prompts_per_step: int = 8, executor: ExecutorConfig | None = None,
+               on_stage: Callable[[int, StageResult], None] | None = None,
                say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every member of ``soup`` from ``parent`` (default: the base model), average their weights
     in the members' order and score the average on validation and test (``RUN/soup/`` is the model).
@@ -91,29 +66,53 @@ def train_soup(spec: TaskSpec, soup: Soup, out_dir: str | Path, base_dir: str, *
     stages' checkpoints, so a soup of one search's nodes trains each node of their paths once, as the
     search did. Stops at the first failed stage, as ``train_schedule`` does.
     """
-    from llmzero.execution import LocalPool, RunnerSpec
     from llmzero.training.evaluate import evaluate_checkpoint
-    from llmzero.training.grpo import TrainingSettings
     from llmzero.training.soup import Souper
 
     say = say or (lambda _msg: None)
-    out_dir = Path(out_dir)
-    t0 = time.time()
+    t0, out_dir = time.time(), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     soup.save(out_dir / "soup.yaml")
-    task = spec.build()
+    results, ends = _train_paths(spec, soup.members, out_dir, base_dir, parent, seed, workers,
+                                 prompts_per_step, executor, on_stage, say)
+    val = test = None
+    if ends:
+        say("averaging the members and scoring the soup on the validation and test splits")
+        task = spec.build()
+        length = int(soup.members[0].stages[-1].params["max_completion_length"])
+        souper = Souper(task, {f"m{j}": ckpt for j, (ckpt, _) in enumerate(ends)}, length)
+        val = souper.score(list(souper.paths), "val")
+        path = souper.save(list(souper.paths), out_dir / "soup")
+        test = evaluate_checkpoint(task, str(path), "test", length)
+        if base_test is None:
+            base_test = evaluate_checkpoint(task, base_dir, "test", length)
+    return _finish(spec, out_dir, base_dir, results, t0, {
+        "members": len(soup.members), "val_scores": [v for _, v in ends], "soup_val_score": val,
+        "test_score": test, "base_test_score": base_test})
+
+
+def _train_paths(spec: TaskSpec, paths: Sequence[Strategy], out_dir: Path, base_dir: str, parent: str | None,
+                 seed: int, workers: int, prompts_per_step: int, executor: ExecutorConfig | None,
+                 on_stage: Callable[[int, StageResult], None] | None,
+                 say: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[tuple[str, float]]]:
+    """Train each path's stages from ``parent`` into ``out_dir/stage-K``; a stage that paths share
+    (the same stages before it, itself the same) is trained once. Returns every stage's result and
+    each path's final checkpoint and validation score; no paths' ends after a failed stage."""
+    from llmzero.execution import LocalPool, RunnerSpec, make_executor
+    from llmzero.training.grpo import TrainingSettings
+
     results: list[dict[str, Any]] = []
     trained: dict[str, tuple[str, float]] = {}  # the stages of a path so far, as JSON -> checkpoint, val
     ends: list[tuple[str, float]] = []
     runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=prompts_per_step))
-    total = len({json.dumps([s.to_dict() for s in m.stages[: i + 1]]) for m in soup.members
-                 for i in range(len(m.stages))})
-    with LocalPool(workers) as pool:
+    total = len({json.dumps([s.to_dict() for s in p.stages[: i + 1]])
+                 for p in paths for i in range(len(p.stages))})
+    with (make_executor(executor) if executor is not None else LocalPool(workers)) as pool:
         pool.start()
-        for m in soup.members:
+        for p in paths:
             end: tuple[Any, Any] = (parent, None)
-            for i, stage in enumerate(m.stages):
-                key = json.dumps([s.to_dict() for s in m.stages[: i + 1]])
+            for i, stage in enumerate(p.stages):
+                key = json.dumps([s.to_dict() for s in p.stages[: i + 1]])
                 if key not in trained:
                     say(f"stage {len(results) + 1}/{total}: {stage.steps} GRPO steps")
                     res = pool.run(runner, end[0], stage, str(out_dir / f"stage-{len(results)}"),
@@ -122,27 +121,19 @@ def train_soup(spec: TaskSpec, soup: Soup, out_dir: str | Path, base_dir: str, *
                     if on_stage is not None:
                         on_stage(len(results) - 1, res)
                     if not res.ok:
-                        break
+                        return results, []
                     trained[key] = (res.checkpoint, res.val_score)
                 end = trained[key]
-            if results and results[-1]["status"] == "failed":
-                break
             ends.append(end)
-    failed = sum(r["status"] == "failed" for r in results)
-    val = test = None
-    if not failed:
-        say("averaging the members and scoring the soup on the validation and test splits")
-        length = int(soup.members[0].stages[-1].params["max_completion_length"])
-        souper = Souper(task, {f"m{j}": ckpt for j, (ckpt, _) in enumerate(ends)}, length)
-        val = souper.score(list(souper.paths), "val")
-        path = souper.save(list(souper.paths), out_dir / "soup")
-        test = evaluate_checkpoint(task, str(path), "test", length)
-        if base_test is None:
-            base_test = evaluate_checkpoint(task, base_dir, "test", length)
+    return results, ends
+
+
+def _finish(spec: TaskSpec, out_dir: Path, base_dir: str, results: list[dict[str, Any]], t0: float,
+            scores: dict[str, Any]) -> dict[str, Any]:
+    """The summary (written last: a directory with a summary is a finished run) and stages.json."""
     summary = {
-        "task": spec.name, "out": str(out_dir), "base": base_dir, "members": len(soup.members),
-        "stages": len(results), "failed": failed, "val_scores": [v for _, v in ends],
-        "soup_val_score": val, "test_score": test, "base_test_score": base_test,
+        "task": spec.name, "out": str(out_dir), "base": base_dir, "stages": len(results),
+        "failed": sum(r["status"] == "failed" for r in results), **scores,
         "steps": sum(r["cost"]["steps"] for r in results),
         "generated_tokens": sum(r["cost"]["generated_tokens"] for r in results),
         "wall_seconds": round(time.time() - t0, 1),
