@@ -139,18 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("bench/runs/merges"), help="where the checkpoints go")
     ap.add_argument("--out", type=Path, help="the results file (machine, cells, summary); resumes from it")
     args = ap.parse_args(argv)
-    if args.draws < 2 or args.stages < 1:
-        print(f"error: --draws must be at least 2 and --stages at least 1 (got --draws={args.draws}, "
-              f"--stages={args.stages})", file=sys.stderr)
-        return 2
-    bench = bench_search.load_bench_or_say(args.config)
+    bad = args.draws < 2 or args.stages < 1
+    bench = bench_search.start_script(args.config, bad and "--draws must be at least 2 and --stages at "
+                                      f"least 1 (got --draws={args.draws}, --stages={args.stages})")
     if bench is None:
         return 2
-    import torch
-
     from llmzero.execution import LocalPool
 
-    torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
     if args.out and args.out.is_file():
         rows = [r for r in json.loads(args.out.read_text())["cells"]

@@ -89,18 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the machine, the pairs and the summary to this file")
     args = ap.parse_args(argv)
     runs = [r.rsplit(":", 1) for r in args.runs]
-    if len(runs) % 2 or any(len(r) != 2 for r in runs) or args.extra < 1:
-        print("error: runs must come in pairs of RUNS_DIR:METHOD, and --extra must be at least 1 "
-              f"(got {len(runs)} runs, --extra={args.extra})", file=sys.stderr)
-        return 2
-    bench = bench_search.load_bench_or_say(args.config)
+    bad = bool(len(runs) % 2) or any(len(r) != 2 for r in runs) or args.extra < 1
+    bench = bench_search.start_script(args.config, bad and "runs must come in pairs of RUNS_DIR:METHOD, "
+                                      f"and --extra must be at least 1 (got {len(runs)} runs, "
+                                      f"--extra={args.extra})")
     if bench is None:
         return 2
-    import torch
-
     from llmzero.search.journal import Journal
 
-    torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
     for task in bench["tasks"]:
         for seed in bench["seeds"]:

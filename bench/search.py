@@ -166,6 +166,21 @@ def load_bench_or_say(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def start_script(config: Path, bad: str | None = None) -> dict[str, Any] | None:
+    """The start of a bench script (bench/soups.py, replicates.py, merges.py): None after one line on
+    stderr (``bad``, the arguments' error, or CONFIG's; the script exits 2), else CONFIG loaded, with
+    one torch thread for this process."""
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return None
+    bench = load_bench_or_say(config)
+    if bench is not None:
+        import torch
+
+        torch.set_num_threads(1)
+    return bench
+
+
 def cells(bench: dict[str, Any]) -> list[tuple[str, str, int]]:
     """Every (task, method, seed), in the order they run: task, then seed, then method."""
     return [(t, m, s) for t in bench["tasks"] for s in bench["seeds"] for m in bench["methods"]]

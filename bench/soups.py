@@ -70,18 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the machine, the cells and the summary to this file")
     args = ap.parse_args(argv)
     runs = [r.rsplit(":", 1) for r in args.runs]
-    if any(len(r) != 2 for r in runs) or args.top < 1:
-        print(f"error: runs must be RUNS_DIR:METHOD and --top at least 1 (got {args.runs}, --top={args.top})",
-              file=sys.stderr)
-        return 2
-    bench = bench_search.load_bench_or_say(args.config)
+    bad = any(len(r) != 2 for r in runs) or args.top < 1
+    bench = bench_search.start_script(args.config, bad and "runs must be RUNS_DIR:METHOD and --top at "
+                                      f"least 1 (got {args.runs}, --top={args.top})")
     if bench is None:
         return 2
-    import torch
-
     from llmzero.search.journal import Journal
 
-    torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
     for task in bench["tasks"]:
         for seed in bench["seeds"]:
