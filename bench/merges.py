@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['merge']['test']:.3f}, {row['merge']['tokens']:,} tokens, {row['seconds']} s",
                       flush=True)
                 if args.out:
-                    args.out.write_text(json.dumps({"machine": bench_search.machine(),
+                    args.out.write_text(json.dumps({"machine": bench_search.machine(args.out),
                                                     "config_file": str(args.config), "draws": args.draws,
                                                     "stages": args.stages, "summary": summary(rows),
                                                     "cells": rows}, indent=1))

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     s = summary(rows)
     print(json.dumps(s, indent=1))
     if args.out:
-        out = {"machine": bench_search.machine(), "config_file": str(args.config), "runs": args.runs,
+        out = {"machine": bench_search.machine(args.out), "config_file": str(args.config), "runs": args.runs,
                "extra": args.extra, "summary": s, "pairs": rows}
         args.out.write_text(json.dumps(out, indent=1))
     return 0

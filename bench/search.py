@@ -458,14 +458,17 @@ def packages() -> dict[str, str | None]:
     return out
 
 
-def machine() -> dict[str, Any]:
+def machine(results: Path | None = None) -> dict[str, Any]:
+    """The machine, the packages and the commit; ``llmzero_dirty`` says whether tracked files differ
+    from it, the ``results`` file being written not counted (a committed file that a run extends)."""
     import torch
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        skip = [f":(exclude){results.resolve().relative_to(REPO)}"] if results and _inside(results) else []
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *skip],
+                                    cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     return {"platform": platform.platform(), "machine": platform.machine(),
@@ -476,6 +479,14 @@ def machine() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "llmzero_commit": commit, "llmzero_dirty": dirty,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _inside(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(REPO)
+        return True
+    except ValueError:
+        return False
 
 
 def _soup_fields(summary: dict[str, Any]) -> dict[str, Any]:
@@ -613,7 +624,7 @@ def write_results(bench: dict[str, Any], out: Path, results: Path, config_path: 
         runs_dir = str(out.resolve().relative_to(REPO))
     except ValueError:
         runs_dir = str(out.resolve())
-    obj = {"machine": machine(), "config_file": config_path, "config": bench, "runs_dir": runs_dir,
+    obj = {"machine": machine(results), "config_file": config_path, "config": bench, "runs_dir": runs_dir,
            "records": collect(bench, out), "dynamics": dynamics(bench, out),
            "stage_gains": stage_gains(searched_trees(bench, out), _capacity_names())}
     _write_json(results, obj)

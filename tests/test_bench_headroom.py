@@ -130,3 +130,22 @@ def test_records_carry_the_soup_only_when_the_search_made_one():
         "best_node_test_score": 0.41, "soup": ["n5", "n3"]}
     alone = {**soup, "nodes": ["n5"], "path": None}  # no other checkpoint helped: the best node alone
     assert search._soup_fields({"soup": alone, "best_node_test_score": 0.41})["soup"] is None
+
+
+def test_the_results_file_being_written_does_not_make_the_tree_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("results.json", "code.py"):
+        (tmp_path / name).write_text("1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(search, "REPO", tmp_path)
+    (tmp_path / "results.json").write_text("2\n")  # a committed results file that a run extends
+    assert search.machine(tmp_path / "results.json")["llmzero_dirty"] is False
+    assert search.machine()["llmzero_dirty"] is True
+    (tmp_path / "code.py").write_text("2\n")  # a change to anything else still counts
+    assert search.machine(tmp_path / "results.json")["llmzero_dirty"] is True
