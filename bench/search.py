@@ -467,8 +467,8 @@ def machine(results: Path | None = None) -> dict[str, Any]:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
         skip = [f":(exclude){results.resolve().relative_to(REPO)}"] if results and _inside(results) else []
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *skip],
-                                    cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip())
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *skip]
+        dirty = bool(subprocess.run(status, cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     return {"platform": platform.platform(), "machine": platform.machine(),
