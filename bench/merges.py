@@ -63,7 +63,8 @@ def merged_parent(task: Any, draws: list[tuple[str, float]], out: Path,
     return str(out), [int(i) for i in members], val
 
 
-def run_cell(bench: dict[str, Any], task: str, seed: int, d: Path, draws: int, stages: int, pool: Any) -> dict:
+def run_cell(bench: dict[str, Any], task: str, seed: int, d: Path, draws: int, stages: int,
+             pool: Any) -> dict:
     from llmzero.execution import RunnerSpec
     from llmzero.search.loop import _settings, task_spec
     from llmzero.strategy import Stage, StageMode

@@ -468,7 +468,8 @@ def machine(results: Path | None = None) -> dict[str, Any]:
                                 timeout=10).stdout.strip() or None
         skip = [f":(exclude){results.resolve().relative_to(REPO)}"] if results and _inside(results) else []
         status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *skip]
-        dirty = bool(subprocess.run(status, cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip())
+        found = subprocess.run(status, cwd=REPO, capture_output=True, text=True, timeout=10).stdout
+        dirty = bool(found.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     return {"platform": platform.platform(), "machine": platform.machine(),

@@ -15,7 +15,8 @@ spec.loader.exec_module(merges)
 def test_every_draw_has_its_own_seed():
     seeds = {merges.draw_seed(0, lin, k, j) for lin in ("shared", *merges.LINEAGES) for k in range(3)
              for j in range(4)}
-    assert len(seeds) == 3 * 3 * 4 and merges.draw_seed(0, "merge", 1, 2) != merges.draw_seed(1, "merge", 1, 2)
+    assert len(seeds) == 3 * 3 * 4
+    assert merges.draw_seed(0, "merge", 1, 2) != merges.draw_seed(1, "merge", 1, 2)
 
 
 @pytest.mark.slow
