@@ -398,16 +398,17 @@ def _f(x: Any, digits: int = 3) -> str:
 
 
 def stage_progress(d: Path) -> list[tuple[int, float | None]]:
-    """(cumulative compute, val score or None for a failed stage) after each stage, in journal order."""
+    """(cumulative compute, val score or None for a failed stage) after each stage, in journal order (a
+    sibling soup counts as a stage that costs nothing)."""
     from llmzero.search import JOURNAL, Journal
 
     j = Journal(d / JOURNAL)
     out, total = [], 0
     try:
         for _, _, kind, _, p in j.events():
-            if kind in ("stage_finished", "stage_failed"):
+            if kind in ("stage_finished", "stage_failed", "sibling_soup"):
                 total += int((p.get("cost") or {}).get("generated_tokens", 0))
-                out.append((total, p.get("val_score") if kind == "stage_finished" else None))
+                out.append((total, p.get("val_score") if kind != "stage_failed" else None))
     finally:
         j.close()
     return out

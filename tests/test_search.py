@@ -279,6 +279,37 @@ def test_exported_strategy_of_averaged_draws_spends_the_budget_and_replays(xs_ba
     assert replay["val_scores"][-1] == summary["best_val"] and replay["test_score"] == summary["test_score"]
 
 
+def test_sibling_soups_are_free_children_that_the_search_grows_and_replays(xs_base, tmp_path):
+    summary, r = run(config(xs_base, method="mcts", sibling_soup=True, max_children=4), tmp_path / "sib",
+                     workers=2)
+    soups = [n for n in r.tree.stages() if n.merge]
+    tried = [p for *_, p in Journal(r.out / JOURNAL).events("sibling_soup_tried")]
+    made = {tuple(sorted(p["nodes"])) for p in tried if len(p["nodes"]) >= 2}
+    assert tried and len(soups) == len(made)  # each set of siblings that a soup took makes one node
+    assert soups, "no greedy soup of siblings took two of them: nothing to check"
+    assert abs(summary["budget_spent"] - BUDGET) <= 0.05 * BUDGET  # soups cost no budget
+    assert Journal(r.out / JOURNAL).replay().signature() == r.tree.signature()
+    for s in soups:
+        members = [r.tree.nodes[i] for i in s.transition["soup_of"]]
+        best = members[0]
+        assert s.compute == 0 and s.parent_id == best.parent_id and s.params == best.params
+        assert s.val_score >= max(m.val_score for m in members)  # greedy: never below the best sibling
+        assert [m["node"] for m in s.merge] == [m.id for m in members[1:]]
+        assert len({m.id for m in members}) == len(members) >= 2
+    for n in r.tree.stages():  # soups do not take the room of trained children
+        assert len(r.tree.trained_children(n.id)) <= 4
+    # the search grows from a soup like from any node, and its path replays bit for bit
+    grown = [s for s in soups if r.tree.nodes[s.id].children] or soups
+    s = max(grown, key=lambda n: (bool(n.children), n.val_score))
+    r.strategy(s.id).save(tmp_path / "soup-path.yaml")
+    cmd = ["train", "--task", "number_sorting", "--schedule", str(tmp_path / "soup-path.yaml"),
+           "--model", xs_base.path, "--out", "replay", "--json"]
+    res = subprocess.run([sys.executable, "-m", "llmzero.cli", *cmd], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["val_scores"][-1] == s.val_score
+
+
 def _draws(r: SearchRun, node_id: str) -> list[dict]:
     """The draws a stage_finished event recorded for ``node_id``."""
     events = Journal(r.out / JOURNAL).events("stage_finished")

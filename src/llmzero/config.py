@@ -121,6 +121,11 @@ class SearchConfig(_Model):
         "from its parent with other seeds, and its checkpoint is their greedy weight soup (the best draw, "
         "then each next one if the validation score of the average does not drop). A stage costs this "
         "many times more compute. 1: off.")
+    sibling_soup: bool = Field(
+        False, description="mcts and skill: after a stage finishes, its siblings (children of the same parent "
+        "with the same steps and mode, up to 4, best first) are averaged as a greedy weight soup; a soup that "
+        "takes two or more becomes a child of that parent (no training, one validation pass per sibling), "
+        "which the search may grow from like any node. Replays as a stage with merge.")
     prior: str | None = Field(
         None, description="A search run directory (usually on another task) whose discovered strategy and "
         "dynamics guide mcts and skill: the agent reads them, and each node's first child follows the "
@@ -209,6 +214,9 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
         if ex.kind != "ray" and value != default:
             raise ConfigError(f"{where}executor.{name}={value!r} is not allowed with executor.kind={ex.kind!r}: "
                               "it applies to executor.kind='ray' only")
+    if cfg.search.sibling_soup and cfg.search.method not in ("mcts", "skill"):
+        raise ConfigError(f"{where}search.sibling_soup=true is not allowed with search.method="
+                          f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
     if cfg.llm.curves and cfg.llm.backend == "llama":
         raise ConfigError(f"{where}llm.curves=true is not allowed with llm.backend='llama': the embedded model "
                           "reads text only (use the openai backend with a vision-capable model)")

@@ -11,6 +11,10 @@ the stage before (the first stage starts from the space's defaults)::
         params: {max_completion_length: 24, entropy_coef: 0.01}
       - steps: 100
         draws: 4                 # four GRPO draws from the same parent, averaged (a greedy weight soup)
+      - steps: 100
+        params: {learning_rate: 2e-4}
+        merge:                   # sibling stages from the same parent (same steps and mode, their own
+          - {params: {learning_rate: 5e-5}, seed: 7}   # parameters and seeds), all averaged with it
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class Stage:
     mode: StageMode = StageMode.CONTINUE
     seed: int | None = None  # a replayed strategy trains each stage with the seed it was found with
     draws: int = 1  # > 1: trained that many times from the parent (other seeds), the draws averaged
+    # siblings averaged with this stage (a search's sibling soup): each trained from the same parent with
+    # the same steps and mode but its own parameters and seed; the checkpoint is the uniform average
+    merge: tuple[Stage, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"steps": self.steps, "mode": self.mode.value, "params": dict(self.params)}
@@ -60,20 +67,28 @@ class Stage:
             d["seed"] = self.seed
         if self.draws != 1:
             d["draws"] = self.draws
+        if self.merge:
+            d["merge"] = [{"params": dict(m.params), **({"seed": m.seed} if m.seed is not None else {})}
+                          for m in self.merge]
         return d
+
+    def members(self) -> list[Stage]:
+        """The stages whose average this stage is: itself first, then its ``merge`` siblings."""
+        import dataclasses
+
+        return [dataclasses.replace(self, merge=()),
+                *(dataclasses.replace(self, params=m.params, seed=m.seed, merge=()) for m in self.merge)]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, space: Space = DEFAULT_SPACE,
                   previous: Mapping[str, Value] | None = None, where: str = "stage") -> Stage:
         if not isinstance(raw, Mapping):
             raise StrategyError(f"{where}: expected a mapping with steps, params and mode, got {raw!r}")
-        unknown = set(raw) - {"steps", "params", "mode", "seed", "draws"}
+        unknown = set(raw) - {"steps", "params", "mode", "seed", "draws", "merge"}
         if unknown:
             raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}: allowed are steps, params, "
-                                "mode, seed, draws")
-        seed = raw.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise StrategyError(f"{where}.seed={seed!r} is not allowed: expected an integer >= 0")
+                                "mode, seed, draws, merge")
+        seed = _seed(raw, where)
         draws = raw.get("draws", 1)
         if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
             raise StrategyError(f"{where}.draws={draws!r} is not allowed: expected an integer in "
@@ -88,16 +103,42 @@ class Stage:
         except ValueError:
             raise StrategyError(f"{where}.mode={mode!r} is not allowed: expected one of "
                                 f"{', '.join(m.value for m in StageMode)}") from None
-        params = raw.get("params") or {}
-        if not isinstance(params, Mapping):
-            raise StrategyError(f"{where}.params: expected a mapping of parameter names to values, got {params!r}")
-        merged = dict(previous) if previous is not None else space.defaults()
-        try:
-            checked = space.validate(params, where=f"{where}.params.")
-        except SpaceError as e:
-            raise StrategyError(str(e)) from None
-        merged.update({k: checked[k] for k in params})
-        return cls(params=merged, steps=steps, mode=mode, seed=seed, draws=draws)
+        merged = _params(raw, space, previous, where)
+        merge = raw.get("merge") or []
+        if not isinstance(merge, list) or len(merge) > MAX_DRAWS - 1:
+            raise StrategyError(f"{where}.merge={merge!r} is not allowed: expected a list of at most "
+                                f"{MAX_DRAWS - 1} sibling stages, each with params and seed")
+        siblings = []
+        for j, m in enumerate(merge):
+            at = f"{where}.merge[{j}]"
+            if not isinstance(m, Mapping) or set(m) - {"params", "seed"}:
+                raise StrategyError(f"{at}={m!r} is not allowed: expected a mapping with params and seed "
+                                    "(steps and mode are the stage's)")
+            siblings.append(cls(params=_params(m, space, previous, at), steps=steps, mode=mode,
+                                seed=_seed(m, at), draws=draws))
+        return cls(params=merged, steps=steps, mode=mode, seed=seed, draws=draws, merge=tuple(siblings))
+
+
+def _seed(raw: Mapping[str, Any], where: str) -> int | None:
+    seed = raw.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise StrategyError(f"{where}.seed={seed!r} is not allowed: expected an integer >= 0")
+    return seed
+
+
+def _params(raw: Mapping[str, Any], space: Space, previous: Mapping[str, Value] | None,
+            where: str) -> dict[str, Value]:
+    """A stage's full parameters: ``previous`` (or the space's defaults) updated with what it names."""
+    params = raw.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise StrategyError(f"{where}.params: expected a mapping of parameter names to values, got {params!r}")
+    merged = dict(previous) if previous is not None else space.defaults()
+    try:
+        checked = space.validate(params, where=f"{where}.params.")
+    except SpaceError as e:
+        raise StrategyError(str(e)) from None
+    merged.update({k: checked[k] for k in params})
+    return merged
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ first.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import time
 import zlib
@@ -22,13 +24,14 @@ from typing import Any
 from llmzero.config import ExperimentConfig
 from llmzero.search.journal import Journal, JournalError, Recorder
 from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
-from llmzero.search.tree import ROOT, Node, NodeState
+from llmzero.search.tree import ROOT, Node, NodeState, _order
 from llmzero.strategy import Soup, Stage, StageMode, Strategy
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.sqlite"
 MAX_FAILURES_IN_A_ROW = 8  # a method whose stages keep failing is stopped, not looped forever
+SIBLING_SOUP_MAX = 4  # search.sibling_soup: the best siblings a soup may average
 
 
 @dataclass
@@ -53,6 +56,13 @@ def task_spec(cfg: ExperimentConfig):
 
     t = cfg.task
     return TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed, tuple(sorted(t.config.items())))
+
+
+def node_stage(n: Node) -> Stage:
+    """The stage that node ``n`` trains (a sibling soup: the best sibling's, merging the others)."""
+    mode = StageMode(n.mode)
+    return Stage(n.params, n.steps, mode, n.seed, n.draws,
+                 tuple(Stage(m["params"], n.steps, mode, m["seed"], n.draws) for m in n.merge))
 
 
 def node_seed(seed: int, node_id: str) -> int:
@@ -155,6 +165,10 @@ class SearchRun:
         self.base_dir = base_dir
 
     def _requeue_in_flight(self) -> None:
+        nodes = self.out / "nodes"
+        for d in nodes.iterdir() if nodes.is_dir() else ():  # a sibling soup published but not journaled
+            if d.name.split(".")[0] not in self.tree.nodes:
+                shutil.rmtree(d, ignore_errors=True)
         for n in self.tree.in_state(NodeState.RUNNING, NodeState.PENDING):
             d = self.out / "nodes" / n.id
             shutil.rmtree(d, ignore_errors=True)  # published just before the kill but not journaled
@@ -255,7 +269,7 @@ class SearchRun:
                 for n, limit in zip(batch, self._token_limits(batch)):
                     self.record("stage_started", n.id, {"token_limit": limit})
                     parent = None if n.parent_id == ROOT else self.tree.nodes[n.parent_id].checkpoint
-                    stage = Stage(n.params, n.steps, StageMode(n.mode), n.seed, n.draws)
+                    stage = node_stage(n)
                     futures.append(pool.submit(runner, parent, stage, str(self.out / "nodes" / n.id), n.seed,
                                                limit))
                 say(f"training {', '.join(n.id for n in batch)}")
@@ -263,6 +277,9 @@ class SearchRun:
                     res = fut.result()
                     failures = 0 if res.ok else failures + 1
                     self._tell(n, res)
+                if self.cfg.search.sibling_soup:
+                    for parent_id in dict.fromkeys(n.parent_id for n in batch if n.state is NodeState.COMPLETE):
+                        self._soup_siblings(parent_id, say)
                 self._collect_garbage()
                 say("")
                 if failures >= MAX_FAILURES_IN_A_ROW:
@@ -322,9 +339,66 @@ class SearchRun:
                 saved = int(remaining * self.stage_tokens(n.params))
                 self.record("node_pruned", n.id, {"reason": f"val {res.val_score:.3f} < best at depth {n.depth} "
                                                   f"{best:.3f} - {es.margin}", "saved_compute": saved})
+        self._best_changed()
+
+    def _best_changed(self) -> None:
         best = self.tree.best()
         if best is not None and best.id != self.tree.best_id:
             self.record("best_changed", best.id, {"val_score": best.val_score})
+
+    def _soup_siblings(self, parent_id: str, say: Callable[[str], None]) -> None:
+        """``search.sibling_soup``: the greedy weight soup of ``parent_id``'s best trained children (the
+        same steps, mode and draws as the best; at most ``SIBLING_SOUP_MAX``). A soup that takes two or
+        more (and not already made) becomes a complete child of ``parent_id`` that repeats the best sibling's stage and merges
+        the others (``Node.merge``): its checkpoint is the best sibling's with the soup's weights, so its
+        children continue from the average. Siblings from one parent share its basin, and their
+        parameters differ, so their average mixes what each stage learned (Wortsman et al. 2022
+        averaged fine-tunes with different hyperparameters). It costs a validation pass per sibling
+        after the best, no training, so no budget. Each set of siblings is tried once (journaled)."""
+        kids = [self.tree.nodes[c] for c in self.tree.trained_children(parent_id)]
+        kids = sorted((c for c in kids if c.state is NodeState.COMPLETE and c.val_score is not None
+                       and c.checkpoint and not c.deleted and Path(c.checkpoint).is_dir()),
+                      key=lambda c: (-c.val_score, _order(c.id)))
+        if not kids:
+            return
+        best = kids[0]
+        ids = [c.id for c in kids if (c.steps, c.mode, c.draws) == (best.steps, best.mode, best.draws)]
+        ids = ids[:SIBLING_SOUP_MAX]
+        if len(ids) < 2 or any(p["candidates"] == ids for *_, p in self.journal.events("sibling_soup_tried")):
+            return
+        from llmzero.training import STAGE_INFO
+        from llmzero.training.soup import Souper, averaged_checkpoint, greedy_soup
+
+        say(f"weight soup of the siblings {', '.join(ids)} (validation)")
+        t = time.perf_counter()
+        souper = Souper(self.task, {i: self.tree.nodes[i].checkpoint for i in ids},
+                        int(best.params["max_completion_length"]))
+        members, val = greedy_soup(ids, lambda s: best.val_score if s == [best.id] else souper.score(s, "val"))
+        self.record("sibling_soup_tried", parent_id, {"candidates": ids, "nodes": members, "val_score": val})
+        made = [self.tree.nodes[c].transition.get("soup_of") for c in self.tree.nodes[parent_id].children]
+        if len(members) < 2 or sorted(members) in [sorted(m) for m in made if m]:
+            return
+        node_id = f"n{len(self.tree.nodes)}"
+        out = self.out / "nodes" / node_id
+        reason = (f"greedy weight soup of the siblings {', '.join(members)}: val {val:.3f} against "
+                  f"{best.val_score:.3f} for {best.id} alone")
+        payload = {
+            "parent_id": parent_id, "depth": best.depth, "params": dict(best.params), "steps": best.steps,
+            "mode": best.mode, "seed": best.seed, "draws": best.draws,
+            "merge": [{"node": i, "params": dict(self.tree.nodes[i].params), "seed": self.tree.nodes[i].seed}
+                      for i in members[1:]],
+            "transition": {**best.transition, "proposed_by": "soup", "reason": reason, "soup_of": members},
+            "history": best.history, "val_score": val, "checkpoint": str(out)}
+        tmp = averaged_checkpoint(best.checkpoint, [souper.weights[i] for i in members],
+                                  out.parent / f"{node_id}.tmp-soup")
+        info = json.loads((tmp / STAGE_INFO).read_text())
+        info.update(stage=node_stage(Node(id=node_id, **payload)).to_dict(), val_score=val, soup_of=members)
+        (tmp / STAGE_INFO).write_text(json.dumps(info, indent=1, default=str))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        cost = {"generated_tokens": 0, "steps": 0, "seconds": round(time.perf_counter() - t, 4)}
+        self.record("sibling_soup", node_id, {**payload, "cost": cost})
+        self._best_changed()
 
     def _tensorboard(self, n: Node) -> None:
         """One TensorBoard run per node, nested along its path (``tensorboard --logdir RUN`` shows the
@@ -387,8 +461,7 @@ class SearchRun:
         return time.time() - self.t0
 
     def strategy(self, node_id: str) -> Strategy:
-        stages = tuple(Stage(n.params, n.steps, StageMode(n.mode), n.seed, n.draws)
-                       for n in self.tree.path(node_id)[1:])
+        stages = tuple(node_stage(n) for n in self.tree.path(node_id)[1:])
         return Strategy(stages, meta={"task": self.cfg.task.name, "method": self.cfg.search.method,
                                       "model": self.cfg.model, "base_seed": self.cfg.base_seed,
                                       "training": self.cfg.training.model_dump(),
@@ -452,8 +525,6 @@ class SearchRun:
             **self.llm_totals(),
         }
         self.record("run_finished", None, summary)
-        import json
-
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
 

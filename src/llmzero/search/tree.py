@@ -44,6 +44,9 @@ class Node:
     error: str | None = None
     chain: int | None = None  # for chain-based methods (grid, random, fixed, pbt): which run/member
     draws: int = 1  # search.draws: GRPO draws of the stage, averaged into its checkpoint
+    # a sibling soup (search.sibling_soup): the other siblings averaged with this node's stage, each
+    # {"node", "params", "seed"}; the node itself repeats the best sibling's stage and trains nothing
+    merge: list[dict[str, Any]] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     deleted: bool = False  # checkpoint removed by garbage collection
 
@@ -80,6 +83,10 @@ class Tree:
                                     checkpoint=None)
         elif kind == "node_created":
             node = Node(id=node_id, **payload)
+            self.nodes[node_id] = node
+            self.nodes[node.parent_id].children.append(node_id)
+        elif kind == "sibling_soup":  # created complete: a soup is built, not trained
+            node = Node(id=node_id, state=NodeState.COMPLETE, **payload)
             self.nodes[node_id] = node
             self.nodes[node.parent_id].children.append(node_id)
         elif kind == "stage_started":
@@ -125,6 +132,10 @@ class Tree:
             out.append(n)
             n = self.nodes.get(n.parent_id) if n.parent_id else None
         return out[::-1]
+
+    def trained_children(self, node_id: str) -> list[str]:
+        """``node_id``'s children that are stages of their own (not sibling soups of them)."""
+        return [c for c in self.nodes[node_id].children if not self.nodes[c].merge]
 
     def stages(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.id != ROOT]

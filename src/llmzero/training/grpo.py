@@ -72,6 +72,11 @@ class GRPOStageRunner:
 
     def run_stage(self, parent: str | None, stage: Stage, out_dir: str, seed: int,
                   token_limit: int | None = None) -> StageResult:
+        if stage.merge:  # siblings from the parent, averaged: the soup is the stage's checkpoint
+            from llmzero.training.soup import run_merged
+
+            return run_merged(self, self.task, parent, stage, out_dir, seed, token_limit,
+                              self.settings.val_samples)
         if stage.draws > 1:  # several draws from the parent, averaged: the soup is the stage's checkpoint
             from llmzero.training.soup import run_draws
 

@@ -125,9 +125,29 @@ def run_draws(runner: StageRunner, task: Task, parent: str | None, stage: Stage,
     Draws of one parent share its basin, so their average is often better than each (weight soups,
     Wortsman et al. 2022); averaging them at every stage lets the next stage start from the average.
     """
+    members = [dataclasses.replace(stage, seed=draw_seed(seed, d), draws=1) for d in range(stage.draws)]
+    return _soup_stage(runner, task, parent, stage, members, out_dir, seed, token_limit, samples, greedy=True)
+
+
+def run_merged(runner: StageRunner, task: Task, parent: str | None, stage: Stage, out_dir: str, seed: int,
+               token_limit: int | None = None, samples: int = 0) -> StageResult:
+    """Train ``stage`` and its ``merge`` siblings from ``parent`` (each with its own parameters and
+    seed) and publish their uniform average at ``out_dir``: the first's checkpoint (optimizer,
+    scheduler, trainer state) with the average's weights. This rebuilds a search's sibling soup
+    (``search.sibling_soup``), whose members the search chose greedily; all of them are averaged. A
+    sibling without a seed gets ``draw_seed(seed, j)``."""
+    members = [dataclasses.replace(m, seed=seed if j == 0 else (m.seed if m.seed is not None else draw_seed(seed, j)))
+               for j, m in enumerate(stage.members())]
+    return _soup_stage(runner, task, parent, stage, members, out_dir, seed, token_limit, samples, greedy=False)
+
+
+def _soup_stage(runner: StageRunner, task: Task, parent: str | None, stage: Stage, members: list[Stage],
+                out_dir: str, seed: int, token_limit: int | None, samples: int, *, greedy: bool) -> StageResult:
+    """Train ``members`` from ``parent`` one by one and publish their soup at ``out_dir`` (``greedy``:
+    the greedy soup, best first; else the average of all, the first's checkpoint carrying on)."""
     from llmzero.training._base import STAGE_INFO, StageResult
 
-    k, out = stage.draws, Path(out_dir)
+    k, out = len(members), Path(out_dir)
     result = StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent)
     if out.exists():
         result.error = f"output directory {str(out)!r} already exists"
@@ -136,36 +156,36 @@ def run_draws(runner: StageRunner, task: Task, parent: str | None, stage: Stage,
     tmp = Path(f"{out_dir}.tmp-soup")
     try:
         draws: list[StageResult] = []
-        for d, path in enumerate(dirs):
+        for d, (path, member) in enumerate(zip(dirs, members)):
             shutil.rmtree(path, ignore_errors=True)  # left by a run killed mid-stage
-            s = draw_seed(seed, d)
             limit = None if token_limit is None else max(1, token_limit // k)
-            res = runner.run_stage(parent, dataclasses.replace(stage, seed=s, draws=1), str(path), s, limit)
+            res = runner.run_stage(parent, member, str(path), member.seed, limit)
             draws.append(res)
             for key in ("steps", "generated_tokens", "seconds"):
                 setattr(result.cost, key, getattr(result.cost, key) + getattr(res.cost, key))
             for phase, sec in res.cost.phases.items():
                 result.cost.phases[phase] = round(result.cost.phases.get(phase, 0.0) + sec, 4)
             if not res.ok:
-                result.error = f"draw {d + 1} of {k}: {res.error}"
+                result.error = f"{'draw' if greedy else 'member'} {d + 1} of {k}: {res.error}"
                 return result
         t = time.perf_counter()
-        order = sorted(range(k), key=lambda i: (-(draws[i].val_score or 0.0), i))
+        order = sorted(range(k), key=lambda i: (-(draws[i].val_score or 0.0), i)) if greedy else list(range(k))
         best = draws[order[0]]
         souper = Souper(task, {str(i): str(draws[i].checkpoint) for i in order},
                         int(stage.params["max_completion_length"]))
-        members, val = souper.greedy([str(i) for i in order])
-        averaged_checkpoint(str(best.checkpoint), [souper.weights[i] for i in members], tmp)
-        result.draws = [{"seed": draw_seed(seed, i), "val_score": draws[i].val_score,
-                         "generated_tokens": draws[i].cost.generated_tokens, "in_soup": str(i) in members}
-                        for i in range(k)]
+        ids = [str(i) for i in order]
+        members_in, val = souper.greedy(ids) if greedy else (ids, souper.score(ids, "val"))
+        averaged_checkpoint(str(best.checkpoint), [souper.weights[i] for i in members_in], tmp)
+        result.draws = [{"seed": m.seed, "val_score": draws[i].val_score,
+                         "generated_tokens": draws[i].cost.generated_tokens, "in_soup": str(i) in members_in}
+                        for i, m in enumerate(members)]
         info = json.loads((tmp / STAGE_INFO).read_text())
         info.update(stage=stage.to_dict(), seed=seed, val_score=val, draws=result.draws)
         (tmp / STAGE_INFO).write_text(json.dumps(info, indent=1, default=str))
         if samples:
             from llmzero.models.generate import greedy_generate
 
-            souper.load(members)
+            souper.load(members_in)
             val_split = task.split("val")[:samples]
             outs = greedy_generate(souper.model, souper.tokenizer, [e.prompt for e in val_split],
                                    souper.length)

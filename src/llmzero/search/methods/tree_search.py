@@ -25,7 +25,7 @@ def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int],
         return 0
     if closures and node_id in _closed(tree, ctx):
         return 0
-    return ctx.cfg.search.max_children - len(node.children) - planned.get(node_id, 0)
+    return ctx.cfg.search.max_children - len(tree.trained_children(node_id)) - planned.get(node_id, 0)
 
 
 class _Expander:
@@ -165,9 +165,9 @@ class MCTS(_Expander):
         return self._reserve(tree, ctx, planned, specs, target)
 
     def _select(self, tree, node_id, ctx, planned, children, values, visits) -> str | None:
-        node = tree.nodes[node_id]
         width = min(ctx.cfg.search.max_children, 1 + math.isqrt(max(visits.get(node_id, 0), 0)))
-        if _room(tree, node_id, ctx, planned) > 0 and len(node.children) + planned.get(node_id, 0) < width:
+        grown = len(tree.trained_children(node_id)) + planned.get(node_id, 0)
+        if _room(tree, node_id, ctx, planned) > 0 and grown < width:
             return node_id
         candidates = list(children.get(node_id, []))
         while candidates:
