@@ -245,3 +245,27 @@ def test_a_stage_of_draws_is_the_greedy_soup_of_its_draws_and_continues(setup):
     assert _strip(res.history) == _strip(singles[best].history) and not list(root.glob("soup.tmp-*"))
     child = runner.run_stage(res.checkpoint, stage(space), str(root / "after-soup"), seed=1)
     assert child.ok and (child.start_step, child.end_step) == (4, 8)
+
+
+def test_a_merged_stage_is_the_average_of_itself_and_its_siblings(setup):
+    from safetensors.torch import load_file
+
+    from llmzero.training.soup import WEIGHTS, average
+
+    root, _, task, runner, space, _ = setup
+    a = stage(space, learning_rate=3e-3, entropy_coef=0.01)
+    b = stage(space, learning_rate=1e-3, beta=0.02)
+    merged = Stage(a.params, 4, seed=5, merge=(Stage(b.params, 4, seed=9),))
+    res = runner.run_stage(None, merged, str(root / "merged"), seed=5)
+    assert res.ok, res.error
+    alone = [runner.run_stage(None, Stage(p.params, 4, seed=s), str(root / f"alone{s}"), s)
+             for p, s in ((a, 5), (b, 9))]
+    assert [d["seed"] for d in res.draws] == [5, 9] and all(d["in_soup"] for d in res.draws)
+    assert [d["val_score"] for d in res.draws] == [s.val_score for s in alone]  # each, bit for bit
+    assert res.cost.steps == 8 and (res.start_step, res.end_step) == (0, 4)
+    got = load_file(str(root / "merged" / WEIGHTS))  # all of them averaged, in order, no greedy choice
+    want = average([load_file(str(Path(s.checkpoint) / WEIGHTS)) for s in alone])
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    info = check_checkpoint(res.checkpoint)  # the first's trainer state: the next stage continues
+    assert info["stage"]["merge"] == [{"params": b.params, "seed": 9}] and info["val_score"] == res.val_score
+    assert _strip(res.history) == _strip(alone[0].history) and not list(root.glob("merged.tmp-*"))

@@ -308,6 +308,15 @@ def test_sibling_soups_are_free_children_that_the_search_grows_and_replays(xs_ba
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["val_scores"][-1] == s.val_score
+    # a soup published but not journaled (killed in between) is removed on resume; journaled nodes stay
+    stale = [r.out / "nodes" / f"n{len(r.tree.nodes)}", r.out / "nodes" / f"n{len(r.tree.nodes)}.tmp-soup"]
+    for d in stale:
+        d.mkdir()
+    again = SearchRun(None, r.out, resume=True)
+    again._requeue_in_flight()
+    again.close()
+    kept = [n for n in r.tree.stages() if n.checkpoint and not n.deleted]
+    assert not any(d.exists() for d in stale) and kept and all(Path(n.checkpoint).is_dir() for n in kept)
 
 
 def _draws(r: SearchRun, node_id: str) -> list[dict]:

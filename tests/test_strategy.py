@@ -42,6 +42,10 @@ def test_save_and_load(tmp_path):
     ("stages:\n  - steps: 10\n    seed: -1\n", "stages[0].seed=-1"),
     ("stages:\n  - steps: 10\n    draws: 0\n", "stages[0].draws=0 is not allowed: expected an integer in"),
     ("stages:\n  - steps: 10\n    draws: two\n", "stages[0].draws='two'"),
+    ("stages:\n  - steps: 10\n    merge: {seed: 1}\n", "stages[0].merge={'seed': 1} is not allowed"),
+    ("stages:\n  - steps: 10\n    merge: [{steps: 3}]\n", "stages[0].merge[0]={'steps': 3} is not allowed"),
+    ("stages:\n  - steps: 10\n    merge: [{seed: -2}]\n", "stages[0].merge[0].seed=-2"),
+    ("stages:\n  - steps: 10\n    merge: [{params: {beta: 9}}]\n", "stages[0].merge[0].params.beta=9"),
 ])
 def test_bad_schedules_name_the_problem(text, words):
     with pytest.raises(StrategyError) as e:
@@ -59,6 +63,21 @@ def test_stage_dict_round_trip():
     assert Stage.from_dict(st.to_dict()) == st and "draws" not in st.to_dict()  # one draw: the default
     st = Stage(DEFAULT_SPACE.defaults(), 7, seed=11, draws=4)
     assert st.to_dict()["draws"] == 4 and Stage.from_dict(st.to_dict()) == st
+    assert "merge" not in st.to_dict()
+
+
+def test_a_merged_stage_inherits_from_the_stage_before_and_round_trips():
+    text = ("stages:\n  - {steps: 10, params: {learning_rate: 2e-4}}\n"
+            "  - steps: 5\n    seed: 3\n    params: {beta: 0.01}\n"
+            "    merge: [{params: {entropy_coef: 0.01}, seed: 8}, {params: {beta: 0.02}}]\n")
+    s = Strategy.from_yaml(text)
+    first, second = s.stages[1].members()[1:]
+    assert first.params["learning_rate"] == 2e-4 and first.params["entropy_coef"] == 0.01  # the parent's
+    assert first.params["beta"] == DEFAULT_SPACE["beta"].default  # siblings: not the merged stage's beta
+    assert (first.seed, second.seed, second.params["beta"]) == (8, None, 0.02)
+    assert all(m.steps == 5 and not m.merge for m in s.stages[1].members())
+    assert s.stages[1].members()[0] == Stage(s.stages[1].params, 5, seed=3)
+    assert Strategy.from_yaml(s.to_yaml()) == s
 
 
 SOUP = """

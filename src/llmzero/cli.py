@@ -298,8 +298,9 @@ def _print_strategy(stages: list[dict[str, Any]]) -> None:
         p = st["params"]
         shown = p if prev is None else {k: v for k, v in p.items() if prev.get(k) != v}
         draws = f" x {st['draws']} draws" if st.get("draws", 1) > 1 else ""
+        merged = f" (averaged with {len(st['merge'])} sibling stage(s))" if st.get("merge") else ""
         t.add_row(str(i + 1), f"{st['steps']}{draws}", st["mode"],
-                  ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "(no change)")
+                  (", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "(no change)") + merged)
         prev = p
     out.print(t)
 
