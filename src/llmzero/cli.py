@@ -191,6 +191,9 @@ def search_cmd(
     draws: Annotated[int | None, typer.Option(
         help="GRPO draws of every stage, averaged into its checkpoint (overrides search.draws; "
              "1: off).")] = None,
+    sibling_soup: Annotated[bool | None, typer.Option(
+        "--sibling-soup/--no-sibling-soup", help="Average a node's best children into a free child the "
+        "search can grow from (overrides search.sibling_soup; mcts and skill).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
@@ -203,7 +206,7 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        if config is not None or method or budget or any(v is not None for v in (seed, soup, draws)):
+        if config is not None or method or budget or any(v is not None for v in (seed, soup, draws, sibling_soup)):
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
             raise BadInput(f"resume={str(resume)!r} is not allowed: no {JOURNAL} in that directory")
@@ -213,7 +216,8 @@ def search_cmd(
         if config is None:
             raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
         cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
-                                   "executor.workers": workers, "search.soup": soup, "search.draws": draws})
+                                   "executor.workers": workers, "search.soup": soup, "search.draws": draws,
+                                   "search.sibling_soup": sibling_soup})
         run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise BadInput(f"out={str(run_dir)!r} is not allowed: the directory exists and is not empty "
