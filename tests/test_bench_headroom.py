@@ -149,3 +149,21 @@ def test_the_results_file_being_written_does_not_make_the_tree_dirty(tmp_path, m
     assert search.machine()["llmzero_dirty"] is True
     (tmp_path / "code.py").write_text("2\n")  # a change to anything else still counts
     assert search.machine(tmp_path / "results.json")["llmzero_dirty"] is True
+
+
+def test_compute_to_reach_counts_a_sibling_soup_as_a_free_stage(tmp_path):
+    from llmzero.search import JOURNAL, Journal
+
+    j = Journal(tmp_path / JOURNAL, create=True)
+    for kind, node, payload in [
+        ("stage_finished", "n1", {"val_score": 0.30, "cost": {"generated_tokens": 100}}),
+        ("stage_failed", "n2", {"val_score": None, "cost": {"generated_tokens": 40}}),
+        ("stage_finished", "n3", {"val_score": 0.32, "cost": {"generated_tokens": 100}}),
+        ("sibling_soup", "n4", {"val_score": 0.36, "cost": {"generated_tokens": 0}}),
+        ("stage_finished", "n5", {"val_score": 0.37, "cost": {"generated_tokens": 100}}),
+    ]:
+        j.append(kind, node, payload)
+    j.close()
+    assert search.stage_progress(tmp_path) == [(100, 0.30), (140, None), (240, 0.32), (240, 0.36), (340, 0.37)]
+    assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.35) == 240  # reached by the soup
+    assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.40) is None
