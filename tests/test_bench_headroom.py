@@ -164,6 +164,7 @@ def test_compute_to_reach_counts_a_sibling_soup_as_a_free_stage(tmp_path):
     ]:
         j.append(kind, node, payload)
     j.close()
-    assert search.stage_progress(tmp_path) == [(100, 0.30), (140, None), (240, 0.32), (240, 0.36), (340, 0.37)]
+    want = [(100, 0.30), (140, None), (240, 0.32), (240, 0.36), (340, 0.37)]
+    assert search.stage_progress(tmp_path) == want
     assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.35) == 240  # reached by the soup
     assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.40) is None

@@ -189,12 +189,14 @@ def test_cli_bad_search_input_exits_2(tmp_path):
 
 def test_cli_search_prints_the_strategy_and_writes_the_report(xs_base, tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config(xs_base, method="skill")))
-    cmd = [sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run", "--soup", "3", "--sibling-soup"]
+    cmd = [sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run", "--soup", "3",
+           "--sibling-soup"]
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     tree = Journal(tmp_path / "run" / JOURNAL).replay()
     assert tree.meta["config"]["search"]["sibling_soup"] is True
-    merged = any(s.get("merge") for s in json.loads((tmp_path / "run" / "summary.json").read_text())["strategy"])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    merged = any(s.get("merge") for s in summary["strategy"])
     assert merged == ("averaged" in r.stdout)  # the printed strategy names a merged stage
     assert "discovered strategy" in r.stdout and "test" in r.stdout and "vs base" in r.stdout
     assert "weight soup" in r.stdout  # what the soup made of the run: a soup, or the best node alone

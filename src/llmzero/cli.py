@@ -206,7 +206,8 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        if config is not None or method or budget or any(v is not None for v in (seed, soup, draws, sibling_soup)):
+        given = (seed, soup, draws, sibling_soup)
+        if config is not None or method or budget or any(v is not None for v in given):
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
             raise BadInput(f"resume={str(resume)!r} is not allowed: no {JOURNAL} in that directory")

@@ -122,10 +122,10 @@ class SearchConfig(_Model):
         "then each next one if the validation score of the average does not drop). A stage costs this "
         "many times more compute. 1: off.")
     sibling_soup: bool = Field(
-        False, description="mcts and skill: after a stage finishes, its siblings (children of the same parent "
-        "with the same steps and mode, up to 4, best first) are averaged as a greedy weight soup; a soup that "
-        "takes two or more becomes a child of that parent (no training, one validation pass per sibling), "
-        "which the search may grow from like any node. Replays as a stage with merge.")
+        False, description="mcts and skill: after a stage finishes, its siblings (children of the same "
+        "parent with the same steps and mode, up to 4, best first) are averaged as a greedy weight soup; "
+        "a soup that takes two or more becomes a child of that parent (no training, one validation pass "
+        "per sibling), which the search may grow from like any node. Replays as a stage with merge.")
     prior: str | None = Field(
         None, description="A search run directory (usually on another task) whose discovered strategy and "
         "dynamics guide mcts and skill: the agent reads them, and each node's first child follows the "

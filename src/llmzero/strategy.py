@@ -131,7 +131,8 @@ def _params(raw: Mapping[str, Any], space: Space, previous: Mapping[str, Value] 
     """A stage's full parameters: ``previous`` (or the space's defaults) updated with what it names."""
     params = raw.get("params") or {}
     if not isinstance(params, Mapping):
-        raise StrategyError(f"{where}.params: expected a mapping of parameter names to values, got {params!r}")
+        raise StrategyError(f"{where}.params: expected a mapping of parameter names to values, "
+                            f"got {params!r}")
     merged = dict(previous) if previous is not None else space.defaults()
     try:
         checked = space.validate(params, where=f"{where}.params.")

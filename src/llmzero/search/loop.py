@@ -278,7 +278,8 @@ class SearchRun:
                     failures = 0 if res.ok else failures + 1
                     self._tell(n, res)
                 if self.cfg.search.sibling_soup:
-                    for parent_id in dict.fromkeys(n.parent_id for n in batch if n.state is NodeState.COMPLETE):
+                    done = [n.parent_id for n in batch if n.state is NodeState.COMPLETE]
+                    for parent_id in dict.fromkeys(done):
                         self._soup_siblings(parent_id, say)
                 self._collect_garbage()
                 say("")
@@ -349,12 +350,13 @@ class SearchRun:
     def _soup_siblings(self, parent_id: str, say: Callable[[str], None]) -> None:
         """``search.sibling_soup``: the greedy weight soup of ``parent_id``'s best trained children (the
         same steps, mode and draws as the best; at most ``SIBLING_SOUP_MAX``). A soup that takes two or
-        more (and not already made) becomes a complete child of ``parent_id`` that repeats the best sibling's stage and merges
-        the others (``Node.merge``): its checkpoint is the best sibling's with the soup's weights, so its
-        children continue from the average. Siblings from one parent share its basin, and their
-        parameters differ, so their average mixes what each stage learned (Wortsman et al. 2022
-        averaged fine-tunes with different hyperparameters). It costs a validation pass per sibling
-        after the best, no training, so no budget. Each set of siblings is tried once (journaled)."""
+        more (and not already made) becomes a complete child of ``parent_id`` that repeats the best
+        sibling's stage and merges the others (``Node.merge``). Its checkpoint is the best sibling's
+        with the soup's weights, so its children continue from the average. Siblings from one parent
+        share its basin, and their parameters differ, so their average mixes what each stage learned
+        (Wortsman et al. 2022 averaged fine-tunes with different hyperparameters). It costs a
+        validation pass per sibling after the best, no training, so no budget. Each set of siblings
+        is tried once (journaled)."""
         kids = [self.tree.nodes[c] for c in self.tree.trained_children(parent_id)]
         kids = sorted((c for c in kids if c.state is NodeState.COMPLETE and c.val_score is not None
                        and c.checkpoint and not c.deleted and Path(c.checkpoint).is_dir()),
@@ -373,7 +375,7 @@ class SearchRun:
         t = time.perf_counter()
         souper = Souper(self.task, {i: self.tree.nodes[i].checkpoint for i in ids},
                         int(best.params["max_completion_length"]))
-        members, val = greedy_soup(ids, lambda s: best.val_score if s == [best.id] else souper.score(s, "val"))
+        members, val = greedy_soup(ids, lambda s: best.val_score if s == [best.id] else souper.score(s))
         self.record("sibling_soup_tried", parent_id, {"candidates": ids, "nodes": members, "val_score": val})
         made = [self.tree.nodes[c].transition.get("soup_of") for c in self.tree.nodes[parent_id].children]
         if len(members) < 2 or sorted(members) in [sorted(m) for m in made if m]:

@@ -136,13 +136,17 @@ def run_merged(runner: StageRunner, task: Task, parent: str | None, stage: Stage
     scheduler, trainer state) with the average's weights. This rebuilds a search's sibling soup
     (``search.sibling_soup``), whose members the search chose greedily; all of them are averaged. A
     sibling without a seed gets ``draw_seed(seed, j)``."""
-    members = [dataclasses.replace(m, seed=seed if j == 0 else (m.seed if m.seed is not None else draw_seed(seed, j)))
-               for j, m in enumerate(stage.members())]
-    return _soup_stage(runner, task, parent, stage, members, out_dir, seed, token_limit, samples, greedy=False)
+    members = stage.members()
+    for j, m in enumerate(members):
+        if j == 0 or m.seed is None:
+            members[j] = dataclasses.replace(m, seed=seed if j == 0 else draw_seed(seed, j))
+    return _soup_stage(runner, task, parent, stage, members, out_dir, seed, token_limit, samples,
+                       greedy=False)
 
 
 def _soup_stage(runner: StageRunner, task: Task, parent: str | None, stage: Stage, members: list[Stage],
-                out_dir: str, seed: int, token_limit: int | None, samples: int, *, greedy: bool) -> StageResult:
+                out_dir: str, seed: int, token_limit: int | None, samples: int, *,
+                greedy: bool) -> StageResult:
     """Train ``members`` from ``parent`` one by one and publish their soup at ``out_dir`` (``greedy``:
     the greedy soup, best first; else the average of all, the first's checkpoint carrying on)."""
     from llmzero.training._base import STAGE_INFO, StageResult
@@ -169,7 +173,9 @@ def _soup_stage(runner: StageRunner, task: Task, parent: str | None, stage: Stag
                 result.error = f"{'draw' if greedy else 'member'} {d + 1} of {k}: {res.error}"
                 return result
         t = time.perf_counter()
-        order = sorted(range(k), key=lambda i: (-(draws[i].val_score or 0.0), i)) if greedy else list(range(k))
+        order = list(range(k))
+        if greedy:
+            order.sort(key=lambda i: (-(draws[i].val_score or 0.0), i))
         best = draws[order[0]]
         souper = Souper(task, {str(i): str(draws[i].checkpoint) for i in order},
                         int(stage.params["max_completion_length"]))
