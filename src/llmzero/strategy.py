@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -74,10 +74,8 @@ class Stage:
 
     def members(self) -> list[Stage]:
         """The stages whose average this stage is: itself first, then its ``merge`` siblings."""
-        import dataclasses
-
-        return [dataclasses.replace(self, merge=()),
-                *(dataclasses.replace(self, params=m.params, seed=m.seed, merge=()) for m in self.merge)]
+        siblings = (replace(self, params=m.params, seed=m.seed, merge=()) for m in self.merge)
+        return [replace(self, merge=()), *siblings]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, space: Space = DEFAULT_SPACE,

@@ -24,7 +24,7 @@ from typing import Any
 from llmzero.config import ExperimentConfig
 from llmzero.search.journal import Journal, JournalError, Recorder
 from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
-from llmzero.search.tree import ROOT, Node, NodeState, _order
+from llmzero.search.tree import ROOT, Node, NodeState, node_order
 from llmzero.strategy import Soup, Stage, StageMode, Strategy
 
 log = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ class SearchRun:
         kids = [self.tree.nodes[c] for c in self.tree.trained_children(parent_id)]
         kids = sorted((c for c in kids if c.state is NodeState.COMPLETE and c.val_score is not None
                        and c.checkpoint and not c.deleted and Path(c.checkpoint).is_dir()),
-                      key=lambda c: (-c.val_score, _order(c.id)))
+                      key=lambda c: (-c.val_score, node_order(c.id)))
         if not kids:
             return
         best = kids[0]

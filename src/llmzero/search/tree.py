@@ -150,7 +150,7 @@ class Tree:
         done = [n for n in self.stages() if n.state in (NodeState.COMPLETE, NodeState.PRUNED)
                 and n.val_score is not None]
         # ties go to the earlier node: cheaper and found first
-        return max(done, key=lambda n: (n.val_score, -_order(n.id)), default=None)
+        return max(done, key=lambda n: (n.val_score, -node_order(n.id)), default=None)
 
     def best_at_depth(self, depth: int) -> float | None:
         vals = [n.val_score for n in self.stages() if n.depth == depth and n.val_score is not None
@@ -160,8 +160,8 @@ class Tree:
     def signature(self) -> list[tuple]:
         """What determines the tree's shape and results: for determinism checks."""
         return [(n.id, n.parent_id, n.depth, tuple(sorted(n.params.items())), n.steps, n.state.value, n.val_score)
-                for n in sorted(self.nodes.values(), key=lambda n: _order(n.id))]
+                for n in sorted(self.nodes.values(), key=lambda n: node_order(n.id))]
 
 
-def _order(node_id: str) -> int:
+def node_order(node_id: str) -> int:
     return -1 if node_id == ROOT else int(node_id.lstrip("n"))
