@@ -399,14 +399,14 @@ def _f(x: Any, digits: int = 3) -> str:
 
 def stage_progress(d: Path) -> list[tuple[int, float | None]]:
     """(cumulative compute, val score or None for a failed stage) after each stage, in journal order (a
-    sibling soup counts as a stage that costs nothing)."""
+    sibling soup or a scaled update counts as a stage that costs nothing)."""
     from llmzero.search import JOURNAL, Journal
 
     j = Journal(d / JOURNAL)
     out, total = [], 0
     try:
         for _, _, kind, _, p in j.events():
-            if kind in ("stage_finished", "stage_failed", "sibling_soup"):
+            if kind in ("stage_finished", "stage_failed", "sibling_soup", "scaled_update"):
                 total += int((p.get("cost") or {}).get("generated_tokens", 0))
                 out.append((total, p.get("val_score") if kind != "stage_failed" else None))
     finally:

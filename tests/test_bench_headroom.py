@@ -151,7 +151,7 @@ def test_the_results_file_being_written_does_not_make_the_tree_dirty(tmp_path, m
     assert search.machine(tmp_path / "results.json")["llmzero_dirty"] is True
 
 
-def test_compute_to_reach_counts_a_sibling_soup_as_a_free_stage(tmp_path):
+def test_compute_to_reach_counts_a_built_node_as_a_free_stage(tmp_path):
     from llmzero.search import JOURNAL, Journal
 
     j = Journal(tmp_path / JOURNAL, create=True)
@@ -161,10 +161,12 @@ def test_compute_to_reach_counts_a_sibling_soup_as_a_free_stage(tmp_path):
         ("stage_finished", "n3", {"val_score": 0.32, "cost": {"generated_tokens": 100}}),
         ("sibling_soup", "n4", {"val_score": 0.36, "cost": {"generated_tokens": 0}}),
         ("stage_finished", "n5", {"val_score": 0.37, "cost": {"generated_tokens": 100}}),
+        ("scaled_update", "n6", {"val_score": 0.41, "cost": {"generated_tokens": 0}}),
     ]:
         j.append(kind, node, payload)
     j.close()
-    want = [(100, 0.30), (140, None), (240, 0.32), (240, 0.36), (340, 0.37)]
+    want = [(100, 0.30), (140, None), (240, 0.32), (240, 0.36), (340, 0.37), (340, 0.41)]
     assert search.stage_progress(tmp_path) == want
     assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.35) == 240  # reached by the soup
-    assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.40) is None
+    assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.40) == 340  # by the scaled update
+    assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.42) is None

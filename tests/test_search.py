@@ -287,16 +287,24 @@ def test_exported_strategy_of_averaged_draws_spends_the_budget_and_replays(xs_ba
     assert replay["val_scores"][-1] == summary["best_val"] and replay["test_score"] == summary["test_score"]
 
 
-def test_sibling_soups_are_free_children_that_the_search_grows_and_replays(xs_base, tmp_path):
-    summary, r = run(config(xs_base, method="mcts", sibling_soup=True, max_children=4), tmp_path / "sib",
-                     workers=2)
+def test_sibling_soups_and_scaled_updates_are_free_children_that_the_search_grows_and_replays(xs_base,
+                                                                                          tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from llmzero.search.loop import UPDATE_SCALES
+
+    cfg = config(xs_base, method="mcts", sibling_soup=True, scale_updates=True, max_children=4)
+    summary, r = run(cfg, tmp_path / "sib", workers=2)
+    journal = Journal(r.out / JOURNAL)
+    assert abs(summary["budget_spent"] - BUDGET) <= 0.05 * BUDGET  # built nodes cost no budget
+    assert journal.replay().signature() == r.tree.signature()
+    # sibling soups: greedy soups of a parent's best trained children
     soups = [n for n in r.tree.stages() if n.merge]
-    tried = [p for *_, p in Journal(r.out / JOURNAL).events("sibling_soup_tried")]
+    tried = [p for *_, p in journal.events("sibling_soup_tried")]
     made = {tuple(sorted(p["nodes"])) for p in tried if len(p["nodes"]) >= 2}
     assert tried and len(soups) == len(made)  # each set of siblings that a soup took makes one node
     assert soups, "no greedy soup of siblings took two of them: nothing to check"
-    assert abs(summary["budget_spent"] - BUDGET) <= 0.05 * BUDGET  # soups cost no budget
-    assert Journal(r.out / JOURNAL).replay().signature() == r.tree.signature()
     for s in soups:
         members = [r.tree.nodes[i] for i in s.transition["soup_of"]]
         best = members[0]
@@ -304,19 +312,40 @@ def test_sibling_soups_are_free_children_that_the_search_grows_and_replays(xs_ba
         assert s.val_score >= max(m.val_score for m in members)  # greedy: never below the best sibling
         assert [m["node"] for m in s.merge] == [m.id for m in members[1:]]
         assert len({m.id for m in members}) == len(members) >= 2
-    for n in r.tree.stages():  # soups do not take the room of trained children
+    # scaled updates: every trained stage tried once; kept only above the stage, as its sibling
+    scaled = [n for n in r.tree.stages() if n.scale != 1.0]
+    tried = {p["node"]: p for *_, p in journal.events("update_scale_tried")}
+    assert sorted(tried) == sorted(n.id for n in r.tree.stages() if not n.free and n.val_score is not None)
+    assert scaled, "no scaled update scored above its stage: nothing to check"
+    for n in scaled:
+        stage = r.tree.nodes[n.transition["scale_of"]]
+        assert n.compute == 0 and n.parent_id == stage.parent_id and n.params == stage.params
+        assert n.scale in UPDATE_SCALES and n.val_score > stage.val_score
+        assert n.val_score == max(tried[stage.id]["val_scores"])
+        parent = r.base_dir if n.parent_id == "root" else r.tree.nodes[n.parent_id].checkpoint
+        if not (n.deleted or stage.deleted or r.tree.nodes[n.parent_id].deleted):  # still on disk
+            w, a, b = (load_file(str(Path(d) / "model.safetensors")) for d in (n.checkpoint, stage.checkpoint,
+                                                                               parent))
+            assert all(torch.allclose(w[k], b[k] + n.scale * (a[k] - b[k]), atol=1e-6) for k in w)
+    for n in r.tree.stages():  # built nodes do not take the room of trained children
         assert len(r.tree.trained_children(n.id)) <= 4
-    # the search grows from a soup like from any node, and its path replays bit for bit
-    grown = [s for s in soups if r.tree.nodes[s.id].children] or soups
-    s = max(grown, key=lambda n: (bool(n.children), n.val_score))
-    r.strategy(s.id).save(tmp_path / "soup-path.yaml")
-    cmd = ["train", "--task", "number_sorting", "--schedule", str(tmp_path / "soup-path.yaml"),
-           "--model", xs_base.path, "--out", "replay", "--json"]
-    res = subprocess.run([sys.executable, "-m", "llmzero.cli", *cmd], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["val_scores"][-1] == s.val_score
-    # a soup published but not journaled (killed in between) is removed on resume; journaled nodes stay
+    # the search grows from built nodes like from any node, and their paths replay bit for bit
+    built, replayed = [n for n in r.tree.stages() if n.free], False
+    for kind in ("merge", "scale"):
+        on_path = [n for n in built if any(getattr(p, kind) not in ([], 1.0) for p in r.tree.path(n.id)[1:])]
+        s = max(on_path, key=lambda n: (sum(p.free for p in r.tree.path(n.id)), bool(n.children),
+                                        n.val_score))
+        if kind == "scale" and any(p.merge for p in r.tree.path(s.id)[1:]) and replayed:
+            continue  # the soup's replay already went through a scaled update
+        r.strategy(s.id).save(tmp_path / f"{kind}-path.yaml")
+        cmd = ["train", "--task", "number_sorting", "--schedule", str(tmp_path / f"{kind}-path.yaml"),
+               "--model", xs_base.path, "--out", f"replay-{kind}", "--json"]
+        res = subprocess.run([sys.executable, "-m", "llmzero.cli", *cmd], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["val_scores"][-1] == s.val_score
+        replayed = any(p.scale != 1.0 for p in r.tree.path(s.id)[1:])
+    # a node published but not journaled (killed in between) is removed on resume; journaled nodes stay
     stale = [r.out / "nodes" / f"n{len(r.tree.nodes)}", r.out / "nodes" / f"n{len(r.tree.nodes)}.tmp-soup"]
     for d in stale:
         d.mkdir()

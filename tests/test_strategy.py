@@ -46,6 +46,10 @@ def test_save_and_load(tmp_path):
     ("stages:\n  - steps: 10\n    merge: [{steps: 3}]\n", "stages[0].merge[0]={'steps': 3} is not allowed"),
     ("stages:\n  - steps: 10\n    merge: [{seed: -2}]\n", "stages[0].merge[0].seed=-2"),
     ("stages:\n  - steps: 10\n    merge: [{params: {beta: 9}}]\n", "stages[0].merge[0].params.beta=9"),
+    ("stages:\n  - steps: 10\n    scale: 0\n", "stages[0].scale=0 is not allowed: expected a number in"),
+    ("stages:\n  - steps: 10\n    scale: .nan\n", "stages[0].scale=nan"),
+    ("stages:\n  - steps: 10\n    scale: true\n", "stages[0].scale=True"),
+    ("stages:\n  - steps: 10\n    scale: 9\n", "stages[0].scale=9"),
 ])
 def test_bad_schedules_name_the_problem(text, words):
     with pytest.raises(StrategyError) as e:
@@ -78,6 +82,14 @@ def test_a_merged_stage_inherits_from_the_stage_before_and_round_trips():
     assert all(m.steps == 5 and not m.merge for m in s.stages[1].members())
     assert s.stages[1].members()[0] == Stage(s.stages[1].params, 5, seed=3)
     assert Strategy.from_yaml(s.to_yaml()) == s
+
+
+def test_a_scaled_stage_round_trips_and_its_members_are_unscaled():
+    s = Strategy.from_yaml("stages:\n  - {steps: 10}\n  - steps: 5\n    scale: 1.5\n"
+                           "    merge: [{params: {beta: 0.02}}]\n")
+    assert "scale" not in s.stages[0].to_dict() and s.stages[1].to_dict()["scale"] == 1.5
+    assert Strategy.from_yaml(s.to_yaml()) == s
+    assert all(m.scale == 1.0 for m in s.stages[1].members())  # the scale applies to the average
 
 
 SOUP = """

@@ -194,6 +194,10 @@ def search_cmd(
     sibling_soup: Annotated[bool | None, typer.Option(
         "--sibling-soup/--no-sibling-soup", help="Average a node's best children into a free child the "
         "search can grow from (overrides search.sibling_soup; mcts and skill).")] = None,
+    scale_updates: Annotated[bool | None, typer.Option(
+        "--scale-updates/--no-scale-updates", help="Try each stage's update from its parent halved and "
+        "extended by half; the better, if above the stage, is a free sibling the search can grow from "
+        "(overrides search.scale_updates; mcts and skill).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
@@ -206,7 +210,7 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        given = (seed, soup, draws, sibling_soup)
+        given = (seed, soup, draws, sibling_soup, scale_updates)
         if config is not None or method or budget or any(v is not None for v in given):
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
@@ -218,7 +222,8 @@ def search_cmd(
             raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
         cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
                                    "executor.workers": workers, "search.soup": soup, "search.draws": draws,
-                                   "search.sibling_soup": sibling_soup})
+                                   "search.sibling_soup": sibling_soup,
+                                   "search.scale_updates": scale_updates})
         run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise BadInput(f"out={str(run_dir)!r} is not allowed: the directory exists and is not empty "
@@ -304,6 +309,7 @@ def _print_strategy(stages: list[dict[str, Any]]) -> None:
         shown = p if prev is None else {k: v for k, v in p.items() if prev.get(k) != v}
         draws = f" x {st['draws']} draws" if st.get("draws", 1) > 1 else ""
         merged = f" (averaged with {len(st['merge'])} sibling stage(s))" if st.get("merge") else ""
+        merged += f" (its update scaled by {st['scale']:g})" if st.get("scale", 1.0) != 1.0 else ""
         t.add_row(str(i + 1), f"{st['steps']}{draws}", st["mode"],
                   (", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "(no change)") + merged)
         prev = p

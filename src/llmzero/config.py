@@ -126,6 +126,11 @@ class SearchConfig(_Model):
         "parent with the same steps and mode, up to 4, best first) are averaged as a greedy weight soup; "
         "a soup that takes two or more becomes a child of that parent (no training, one validation pass "
         "per sibling), which the search may grow from like any node. Replays as a stage with merge.")
+    scale_updates: bool = Field(
+        False, description="mcts and skill: after a stage finishes, its update from the parent's weights is "
+        "scaled by 0.5 and by 1.5 (parent + scale x (stage - parent)); the better, if its validation score "
+        "is above the stage's, becomes a sibling of the stage (no training, a validation pass per scale), "
+        "which the search may grow from like any node. Replays as a stage with scale.")
     prior: str | None = Field(
         None, description="A search run directory (usually on another task) whose discovered strategy and "
         "dynamics guide mcts and skill: the agent reads them, and each node's first child follows the "
@@ -214,9 +219,10 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
         if ex.kind != "ray" and value != default:
             raise ConfigError(f"{where}executor.{name}={value!r} is not allowed with executor.kind={ex.kind!r}: "
                               "it applies to executor.kind='ray' only")
-    if cfg.search.sibling_soup and cfg.search.method not in ("mcts", "skill"):
-        raise ConfigError(f"{where}search.sibling_soup=true is not allowed with search.method="
-                          f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
+    for name in ("sibling_soup", "scale_updates"):
+        if getattr(cfg.search, name) and cfg.search.method not in ("mcts", "skill"):
+            raise ConfigError(f"{where}search.{name}=true is not allowed with search.method="
+                              f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
     if cfg.llm.curves and cfg.llm.backend == "llama":
         raise ConfigError(f"{where}llm.curves=true is not allowed with llm.backend='llama': the embedded model "
                           "reads text only (use the openai backend with a vision-capable model)")

@@ -15,6 +15,8 @@ the stage before (the first stage starts from the space's defaults)::
         params: {learning_rate: 2e-4}
         merge:                   # sibling stages from the same parent (same steps and mode, their own
           - {params: {learning_rate: 5e-5}, seed: 7}   # parameters and seeds), all averaged with it
+      - steps: 100
+        scale: 0.5               # the stage's update from its parent halved: parent + 0.5 (trained - parent)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from llmzero.space import DEFAULT_SPACE, Space, SpaceError, Value
 
 MAX_STAGE_STEPS = 1_000_000
 MAX_DRAWS = 16
+MAX_SCALE = 4.0
 
 
 class StageMode(str, Enum):
@@ -60,6 +63,8 @@ class Stage:
     # siblings averaged with this stage (a search's sibling soup): each trained from the same parent with
     # the same steps and mode but its own parameters and seed; the checkpoint is the uniform average
     merge: tuple[Stage, ...] = ()
+    # the trained (or averaged) model's update from the parent, scaled: parent + scale * (model - parent)
+    scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"steps": self.steps, "mode": self.mode.value, "params": dict(self.params)}
@@ -70,22 +75,28 @@ class Stage:
         if self.merge:
             d["merge"] = [{"params": dict(m.params), **({"seed": m.seed} if m.seed is not None else {})}
                           for m in self.merge]
+        if self.scale != 1.0:
+            d["scale"] = self.scale
         return d
 
     def members(self) -> list[Stage]:
         """The stages whose average this stage is: itself first, then its ``merge`` siblings."""
-        siblings = (replace(self, params=m.params, seed=m.seed, merge=()) for m in self.merge)
-        return [replace(self, merge=()), *siblings]
+        siblings = (replace(self, params=m.params, seed=m.seed, merge=(), scale=1.0) for m in self.merge)
+        return [replace(self, merge=(), scale=1.0), *siblings]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, space: Space = DEFAULT_SPACE,
                   previous: Mapping[str, Value] | None = None, where: str = "stage") -> Stage:
         if not isinstance(raw, Mapping):
             raise StrategyError(f"{where}: expected a mapping with steps, params and mode, got {raw!r}")
-        unknown = set(raw) - {"steps", "params", "mode", "seed", "draws", "merge"}
+        unknown = set(raw) - {"steps", "params", "mode", "seed", "draws", "merge", "scale"}
         if unknown:
             raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}: allowed are steps, params, "
-                                "mode, seed, draws, merge")
+                                "mode, seed, draws, merge, scale")
+        scale = raw.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= MAX_SCALE:
+            raise StrategyError(f"{where}.scale={scale!r} is not allowed: expected a number in "
+                                f"(0, {MAX_SCALE:g}]")
         seed = _seed(raw, where)
         draws = raw.get("draws", 1)
         if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
@@ -114,7 +125,8 @@ class Stage:
                                     "(steps and mode are the stage's)")
             siblings.append(cls(params=_params(m, space, previous, at), steps=steps, mode=mode,
                                 seed=_seed(m, at), draws=draws))
-        return cls(params=merged, steps=steps, mode=mode, seed=seed, draws=draws, merge=tuple(siblings))
+        return cls(params=merged, steps=steps, mode=mode, seed=seed, draws=draws, merge=tuple(siblings),
+                   scale=float(scale))
 
 
 def _seed(raw: Mapping[str, Any], where: str) -> int | None:

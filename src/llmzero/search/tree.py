@@ -47,6 +47,8 @@ class Node:
     # a sibling soup (search.sibling_soup): the other siblings averaged with this node's stage, each
     # {"node", "params", "seed"}; the node itself repeats the best sibling's stage and trains nothing
     merge: list[dict[str, Any]] = field(default_factory=list)
+    # a scaled update (search.scale_updates): a sibling's stage with its update from the parent scaled
+    scale: float = 1.0
     children: list[str] = field(default_factory=list)
     deleted: bool = False  # checkpoint removed by garbage collection
 
@@ -54,6 +56,11 @@ class Node:
         return NodeView(id=self.id, depth=self.depth, params=dict(self.params), state=self.state.value,
                         val_score=self.val_score, history=tuple(self.history),
                         proposed_by=self.transition.get("proposed_by", ""), reason=self.transition.get("reason", ""))
+
+    @property
+    def free(self) -> bool:
+        """Built from siblings' checkpoints (a sibling soup or a scaled update), not trained."""
+        return bool(self.merge) or self.scale != 1.0
 
     @property
     def compute(self) -> int:
@@ -85,7 +92,7 @@ class Tree:
             node = Node(id=node_id, **payload)
             self.nodes[node_id] = node
             self.nodes[node.parent_id].children.append(node_id)
-        elif kind == "sibling_soup":  # created complete: a soup is built, not trained
+        elif kind in ("sibling_soup", "scaled_update"):  # created complete: built, not trained
             node = Node(id=node_id, state=NodeState.COMPLETE, **payload)
             self.nodes[node_id] = node
             self.nodes[node.parent_id].children.append(node_id)
@@ -134,8 +141,9 @@ class Tree:
         return out[::-1]
 
     def trained_children(self, node_id: str) -> list[str]:
-        """``node_id``'s children that are stages of their own (not sibling soups of them)."""
-        return [c for c in self.nodes[node_id].children if not self.nodes[c].merge]
+        """``node_id``'s children that are stages of their own (not built from them: sibling soups,
+        scaled updates)."""
+        return [c for c in self.nodes[node_id].children if not self.nodes[c].free]
 
     def stages(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.id != ROOT]

@@ -72,6 +72,11 @@ class GRPOStageRunner:
 
     def run_stage(self, parent: str | None, stage: Stage, out_dir: str, seed: int,
                   token_limit: int | None = None) -> StageResult:
+        if stage.scale != 1.0:  # the stage's update from the parent scaled (a line search along it)
+            from llmzero.training.soup import run_scaled
+
+            return run_scaled(self, self.task, parent, parent or self.base_dir, stage, out_dir, seed,
+                              token_limit, self.settings.val_samples)
         if stage.merge:  # siblings from the parent, averaged: the soup is the stage's checkpoint
             from llmzero.training.soup import run_merged
 

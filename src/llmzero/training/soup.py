@@ -31,9 +31,13 @@ if TYPE_CHECKING:
 WEIGHTS = "model.safetensors"
 
 
-def average(state_dicts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The uniform average, in float32, of state dicts with the same keys and shapes."""
-    return {k: sum(sd[k].float() for sd in state_dicts) / len(state_dicts) for k in state_dicts[0]}
+def average(state_dicts: Sequence[dict[str, Any]], coefs: Sequence[float] | None = None) -> dict[str, Any]:
+    """The uniform average, in float32, of state dicts with the same keys and shapes; with ``coefs``,
+    the linear combination with those coefficients instead (they sum to 1 for a point on the line
+    through the models, e.g. ``[s, 1 - s]``: a child's update from its parent scaled by ``s``)."""
+    if coefs is None:
+        return {k: sum(sd[k].float() for sd in state_dicts) / len(state_dicts) for k in state_dicts[0]}
+    return {k: sum(c * sd[k].float() for c, sd in zip(coefs, state_dicts)) for k in state_dicts[0]}
 
 
 def greedy_soup(ids: Sequence[str], score: Callable[[list[str]], float]) -> tuple[list[str], float]:
@@ -63,14 +67,15 @@ class Souper:
         self.model = AutoModelForCausalLM.from_pretrained(first, dtype=torch.float32)
         self.weights = {i: load_file(str(Path(p) / WEIGHTS)) for i, p in paths.items()}
 
-    def load(self, ids: Sequence[str]) -> None:
-        """Put the average of ``ids`` into the model (a tied head is not in the files: kept as tied)."""
-        self.model.load_state_dict(average([self.weights[i] for i in ids]), strict=False)
+    def load(self, ids: Sequence[str], coefs: Sequence[float] | None = None) -> None:
+        """Put the average of ``ids`` (or their combination with ``coefs``) into the model (a tied head
+        is not in the files: kept as tied)."""
+        self.model.load_state_dict(average([self.weights[i] for i in ids], coefs), strict=False)
 
-    def score(self, ids: Sequence[str], split: str = "val") -> float:
+    def score(self, ids: Sequence[str], split: str = "val", coefs: Sequence[float] | None = None) -> float:
         from llmzero.models.generate import greedy_generate
 
-        self.load(ids)
+        self.load(ids, coefs)
         examples = self.task.split(split)
         outs = greedy_generate(self.model, self.tokenizer, [e.prompt for e in examples], self.length)
         return accuracy(self.task, examples, outs)
@@ -95,17 +100,25 @@ class Souper:
         return out
 
 
-def averaged_checkpoint(src: str | Path, weights: Sequence[dict[str, Any]], out: str | Path) -> Path:
+def averaged_checkpoint(src: str | Path, weights: Sequence[dict[str, Any]], out: str | Path,
+                        coefs: Sequence[float] | None = None) -> Path:
     """A copy of the checkpoint ``src`` (its optimizer, scheduler and trainer state) at ``out`` whose
-    model is the uniform average of ``weights`` (a single one: ``src``'s own)."""
+    model is the uniform average of ``weights`` (a single one: ``src``'s own), or their combination
+    with ``coefs``."""
     from safetensors.torch import save_file
 
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(src, out)
     if len(weights) > 1:
-        save_file(average(weights), str(out / WEIGHTS), metadata={"format": "pt"})
+        save_file(average(weights, coefs), str(out / WEIGHTS), metadata={"format": "pt"})
     return out
+
+
+def scaled_coefs(scale: float) -> list[float]:
+    """The coefficients of (child, parent) that scale the child's update from its parent by ``scale``:
+    ``parent + scale * (child - parent)``."""
+    return [scale, 1.0 - scale]
 
 
 def draw_seed(seed: int, draw: int) -> int:
@@ -189,14 +202,8 @@ def _soup_stage(runner: StageRunner, task: Task, parent: str | None, stage: Stag
         info.update(stage=stage.to_dict(), seed=seed, val_score=val, draws=result.draws)
         (tmp / STAGE_INFO).write_text(json.dumps(info, indent=1, default=str))
         if samples:
-            from llmzero.models.generate import greedy_generate
-
             souper.load(members_in)
-            val_split = task.split("val")[:samples]
-            outs = greedy_generate(souper.model, souper.tokenizer, [e.prompt for e in val_split],
-                                   souper.length)
-            result.val_samples = [{"prompt": e.prompt, "completion": c, "gold": e.gold}
-                                  for e, c in zip(val_split, outs)]
+            result.val_samples = _val_samples(souper, task, samples)
         os.replace(tmp, out)
         result.cost.phases["soup"] = round(time.perf_counter() - t, 4)
         result.cost.seconds = round(result.cost.seconds + time.perf_counter() - t, 4)
@@ -208,3 +215,53 @@ def _soup_stage(runner: StageRunner, task: Task, parent: str | None, stage: Stag
         for path in [*dirs, tmp]:
             shutil.rmtree(path, ignore_errors=True)
     return result
+
+
+def run_scaled(runner: StageRunner, task: Task, parent: str | None, parent_model: str, stage: Stage,
+               out_dir: str, seed: int, token_limit: int | None = None, samples: int = 0) -> StageResult:
+    """Train ``stage`` from ``parent`` as if its ``scale`` were 1, then publish at ``out_dir`` the trained
+    checkpoint (optimizer, scheduler, trainer state) with its update from the parent scaled:
+    ``parent + scale * (trained - parent)``; ``parent_model`` is the parent's model directory (the
+    base model's for a first stage). This rebuilds a search's scaled update (``search.scale_updates``):
+    a line search along the stage's update, less than 1 toward the parent, more than 1 beyond."""
+    from llmzero.training._base import STAGE_INFO
+
+    inner, tmp, out = Path(f"{out_dir}.tmp-unscaled"), Path(f"{out_dir}.tmp-scaled"), Path(out_dir)
+    shutil.rmtree(inner, ignore_errors=True)  # left by a run killed mid-stage
+    result = runner.run_stage(parent, dataclasses.replace(stage, scale=1.0), str(inner), seed, token_limit)
+    result.stage = stage.to_dict()
+    try:
+        if not result.ok:
+            return result
+        if out.exists():
+            raise FileExistsError(f"output directory {str(out)!r} already exists")
+        t = time.perf_counter()
+        coefs = scaled_coefs(stage.scale)
+        souper = Souper(task, {"stage": str(inner), "parent": parent_model},
+                        int(stage.params["max_completion_length"]))
+        val = souper.score(["stage", "parent"], "val", coefs)
+        averaged_checkpoint(inner, [souper.weights["stage"], souper.weights["parent"]], tmp, coefs)
+        info = json.loads((tmp / STAGE_INFO).read_text())
+        info.update(stage=stage.to_dict(), val_score=val, unscaled_val_score=result.val_score)
+        (tmp / STAGE_INFO).write_text(json.dumps(info, indent=1, default=str))
+        if samples:
+            result.val_samples = _val_samples(souper, task, samples)
+        os.replace(tmp, out)
+        result.cost.phases["scale"] = round(time.perf_counter() - t, 4)
+        result.cost.seconds = round(result.cost.seconds + time.perf_counter() - t, 4)
+        result.checkpoint, result.val_score = str(out), val
+    except Exception as e:  # failure is data, as in a single stage
+        result.status, result.checkpoint, result.error = "failed", None, f"{e.__class__.__name__}: {e}"
+    finally:
+        for path in (inner, tmp):
+            shutil.rmtree(path, ignore_errors=True)
+    return result
+
+
+def _val_samples(souper: Souper, task: Task, samples: int) -> list[dict[str, str]]:
+    """The first ``samples`` validation prompts with the souper's loaded model's greedy completions."""
+    from llmzero.models.generate import greedy_generate
+
+    val_split = task.split("val")[:samples]
+    outs = greedy_generate(souper.model, souper.tokenizer, [e.prompt for e in val_split], souper.length)
+    return [{"prompt": e.prompt, "completion": c, "gold": e.gold} for e, c in zip(val_split, outs)]
