@@ -397,9 +397,10 @@ class SearchRun:
         parent's weights. Each of ``UPDATE_SCALES`` gives ``parent + scale * (n - parent)``; the best on
         validation, if above ``n``'s own score, becomes a complete sibling of ``n`` that repeats its
         stage with that ``scale`` (its checkpoint: ``n``'s with the scaled weights). A stage's best step
-        size need not be the one it ran with: on a benchmark countdown tree, halving a deep stage's
-        update or extending a first stage's by half scored higher on validation at 5 of 9 nodes. It costs a validation pass per scale and no training, so no budget; each node is tried
-        once (journaled)."""
+        size need not be the one it ran with: on a benchmark countdown tree, halving the updates of
+        three deep stages, or extending two others' by half, scored higher on validation (5 of 9).
+        It costs a validation pass per scale and no training, so no budget; each node is tried once
+        (journaled)."""
         parent = self.tree.nodes[n.parent_id]
         parent_model = self.base_dir if n.parent_id == ROOT else parent.checkpoint
         if (n.free or n.val_score is None or not n.checkpoint or not parent_model
