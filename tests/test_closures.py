@@ -163,6 +163,20 @@ def test_an_exhausted_tree_deepens_from_its_kept_leaves_the_best_first():
         assert "n6" in method.expandable(tree, ctx) and "n5" not in method.expandable(tree, ctx)
 
 
+def test_the_best_leaf_at_the_full_depth_is_kept_for_deepening():
+    """Garbage collection keeps what ``expandable`` names: with the full-depth leaves not on the best
+    path nor in the top k, it would delete them all, and an exhausted tree could not deepen."""
+    tree = full_tree({"n3": 0.55, "n4": 0.6, "n5": 0.45, "n6": 0.58})
+    keep = MCTS().expandable(tree, context(Closer()))
+    assert "n4" in keep and not {"n3", "n5", "n6"} & keep  # full (no room), but the best leaf is kept
+    tree.apply("checkpoint_deleted", "n4", {})
+    assert "n6" in MCTS().expandable(tree, context(Closer()))  # the best leaf still on disk
+    off = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 10_000},
+                        "search": {"depth": 2, "branching": 2, "max_children": 2, "deepen": False}})
+    ctx = SearchContext(cfg=off, space=DEFAULT_SPACE, proposer=Closer(), stage_tokens=lambda p: 1000.0)
+    assert not {"n3", "n4", "n5", "n6"} & MCTS().expandable(tree, ctx)
+
+
 def test_no_deepening_when_switched_off_or_without_a_stage_worth_of_budget():
     off = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 10_000},
                         "search": {"depth": 2, "branching": 2, "max_children": 2, "deepen": False}})

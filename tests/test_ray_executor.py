@@ -101,11 +101,11 @@ def test_ray_actors_train_the_same_stages_as_the_local_pool_and_survive_a_dead_a
 
 @pytest.mark.slow
 def test_a_search_on_ray_grows_the_same_tree_as_on_the_local_pool(xs_base, tmp_path):
-    from test_search import config  # the tiny search of tests/test_search.py
+    from test_search import BUDGET, config  # the tiny search of tests/test_search.py
 
     trees, tests = [], []
     for kind in ("local", "ray"):
-        raw = {**config(xs_base, method="mcts"), "executor": {"kind": kind, "workers": 2}}
+        raw = {**config(xs_base, BUDGET // 2, method="mcts"), "executor": {"kind": kind, "workers": 2}}
         r = SearchRun(parse_config(raw), tmp_path / kind)
         summary = r.run()
         r.close()

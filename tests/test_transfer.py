@@ -97,9 +97,9 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
     from llmzero.transfer import load_prior
 
     from conftest import XS_SFT
-    from test_search import config
+    from test_search import BUDGET, config
 
-    cfg = config(xs_base, method="mcts")
+    cfg = config(xs_base, BUDGET // 2, method="mcts")  # the transfer's searches spend the same budget
     cfg["task"]["sizes"] = small_sizes.__dict__
     src = tmp_path / "src"
     from llmzero.config import parse_config

@@ -37,7 +37,8 @@ class _Expander:
     budget is best spent, and spending it there beats leaving it unspent. Their checkpoints are kept
     for that (``expandable``). With nothing to reopen either, the search deepens (``search.deepen``):
     one more stage is allowed along every path, so the nodes at the old full depth whose checkpoints
-    are still kept (the best path and the top k) get children, the best first.
+    are still kept (the best path, the top k, and always the best of them: ``expandable``) get
+    children, the best first.
 
     With ``search.deepen: improving`` the search also deepens as soon as the best node is at the full
     depth and its stage improved on its parent's validation score (by ``GROW_MARGIN``) while a whole
@@ -125,7 +126,16 @@ class _Expander:
         return new
 
     def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
-        return {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}, closures=False) > 0}
+        """Nodes with room for children, and, while the search may deepen, the best leaf at the full
+        depth: deepening grows it first, so the tree always has a leaf to deepen from (else garbage
+        collection may delete every leaf at that depth and leave the rest of the budget unspent)."""
+        keep = {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}, closures=False) > 0}
+        depth = ctx.max_depth(tree)
+        leaves = [n for n in tree.stages()
+                  if n.depth == depth and n.val_score is not None and usable(tree, n.id)]
+        if ctx.cfg.search.deepen != "off" and depth < DEEPEST and leaves:
+            keep.add(min(leaves, key=lambda n: (-n.val_score, int(n.id.lstrip("n")))).id)
+        return keep
 
     @staticmethod
     def _backup_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
