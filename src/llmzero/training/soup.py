@@ -1,5 +1,6 @@
 """Weight soups: the final model as the average of the search's best checkpoints, and stages
-trained as several draws whose average is the stage's checkpoint (``Stage.draws``).
+trained as several draws whose average is the stage's checkpoint (``Stage.draws``), as siblings
+averaged (``Stage.merge``) or with their update from the parent scaled (``Stage.scale``).
 
 Every search chooses among GRPO draws as much as among parameters: two draws of one stage train
 models a couple of points apart, and the nodes of one search all descend from the same base. Their
@@ -224,17 +225,18 @@ def run_scaled(runner: StageRunner, task: Task, parent: str | None, parent_model
     ``parent + scale * (trained - parent)``; ``parent_model`` is the parent's model directory (the
     base model's for a first stage). This rebuilds a search's scaled update (``search.scale_updates``):
     a line search along the stage's update, less than 1 toward the parent, more than 1 beyond."""
-    from llmzero.training._base import STAGE_INFO
+    from llmzero.training._base import STAGE_INFO, StageResult
 
     inner, tmp, out = Path(f"{out_dir}.tmp-unscaled"), Path(f"{out_dir}.tmp-scaled"), Path(out_dir)
+    if out.exists():
+        return StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent,
+                           error=f"output directory {str(out)!r} already exists")
     shutil.rmtree(inner, ignore_errors=True)  # left by a run killed mid-stage
     result = runner.run_stage(parent, dataclasses.replace(stage, scale=1.0), str(inner), seed, token_limit)
     result.stage = stage.to_dict()
     try:
         if not result.ok:
             return result
-        if out.exists():
-            raise FileExistsError(f"output directory {str(out)!r} already exists")
         t = time.perf_counter()
         coefs = scaled_coefs(stage.scale)
         souper = Souper(task, {"stage": str(inner), "parent": parent_model},
