@@ -59,7 +59,8 @@ class Node:
 
     @property
     def free(self) -> bool:
-        """Built from siblings' checkpoints (a sibling soup or a scaled update), not trained."""
+        """Built from other nodes' checkpoints (a sibling soup, or a scaled update of a sibling and the
+        parent), not trained."""
         return bool(self.merge) or self.scale != 1.0
 
     @property
