@@ -37,11 +37,16 @@ demo: $(STAMP) $(LLM_STAMP)
 	rm -rf runs/demo
 	$(BIN)/llmzero search examples/number_sorting.yaml --out runs/demo
 
+# Tests run in TEST_WORKERS processes (pytest-xdist); a module whose fixtures are costly stays in one
+# (its xdist_group).  TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(STAMP) $(LLM_STAMP) $(CHROMIUM_STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py

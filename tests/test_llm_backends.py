@@ -22,6 +22,9 @@ from llmzero.llm.openai_compat import OpenAICompatLLM
 from llmzero.llm.parse import parse_reply, schema_error
 from llmzero.llm.replay import RecordingLLM, ReplayLLM, messages_key
 
+# make test spreads tests over processes (pytest-xdist, --dist loadgroup): one load of the embedded model.
+pytestmark = pytest.mark.xdist_group("llama")
+
 SCHEMA: dict[str, Any] = {
     "title": "proposal",
     "type": "object",

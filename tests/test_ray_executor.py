@@ -17,6 +17,9 @@ from llmzero.strategy import Stage, StageMode
 from llmzero.tasks import TaskSpec, task_space
 from llmzero.training.grpo import TrainingSettings
 
+# make test spreads tests over processes (pytest-xdist, --dist loadgroup): one local Ray instance at a time.
+pytestmark = pytest.mark.xdist_group("ray")
+
 NO_CLUSTER = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 
 

@@ -20,6 +20,9 @@ from llmzero.report.compare import RunResult, compare, sample_std
 from llmzero.report.content import changes_text, repairs_text, value
 from llmzero.search import JOURNAL, Journal, SearchRun
 
+# make test spreads tests over processes (pytest-xdist, --dist loadgroup): one build of the runs.
+pytestmark = pytest.mark.xdist_group("report")
+
 LLMZERO = Path(sys.executable).parent / "llmzero"
 BUDGET = 6000  # generated tokens: about ten 4-step stages of the xs model (as in test_search.py)
 SECTIONS = ("overview", "tree", "schedule", "curves", "trajectories", "proposals", "cost")
