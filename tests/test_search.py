@@ -36,8 +36,8 @@ def config(xs_base, budget: int = BUDGET, **search) -> dict:
     }
 
 
-def run(cfg: dict, out: Path, workers=None) -> tuple[dict, SearchRun]:
-    r = SearchRun(parse_config(cfg), out, workers=workers)
+def run(cfg: dict | None, out: Path, workers=None, resume: bool = False) -> tuple[dict, SearchRun]:
+    r = SearchRun(None if resume else parse_config(cfg), out, workers=workers, resume=resume)
     summary = r.run()
     r.close()
     return summary, r
@@ -153,6 +153,53 @@ def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
     assert all(starts[n] == 1 for n in done_before)  # finished stages were not trained again
     assert all(starts[n] == 2 for n in in_flight)  # in-flight ones were, once
     assert all(c == 1 for n, c in starts.items() if n not in in_flight)
+
+
+class _Killed(BaseException):
+    """Stands for a kill -9: the journal keeps what was recorded before it."""
+
+
+class _DiesOnce(SearchRun):
+    """A search that dies at ``at``: 'mid-batch' once its third stage is told (the fourth still training),
+    'after-batch' once its second batch has trained, before the nodes built from it."""
+
+    def __init__(self, *args, at: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.at, self.told, self.batches = at, 0, 0
+
+    def _tell(self, n, res):
+        super()._tell(n, res)
+        self.told += 1
+        if self.at == "mid-batch" and self.told == 3:
+            raise _Killed
+
+    def _after_batch(self, carried, batch, say):
+        self.batches += 1
+        if self.at == "after-batch" and self.batches == 2:
+            raise _Killed
+        super()._after_batch(carried, batch, say)
+
+
+def test_a_resumed_search_builds_the_nodes_an_uninterrupted_one_builds(xs_base, tmp_path):
+    """Killed between a batch's stages, or after its stages and before the scaled updates and sibling soups
+    built from them, a resumed search retrains what was in flight as that batch, builds the same nodes from
+    the whole batch, and grows the same tree as an uninterrupted search."""
+    cfg = config(xs_base, BUDGET // 2, method="mcts", sibling_soup=True, scale_updates=True)
+    _, whole = run(cfg, tmp_path / "whole", workers=2)
+    for at in ("mid-batch", "after-batch"):
+        out = tmp_path / at
+        killed = _DiesOnce(parse_config(cfg), out, workers=2, at=at)
+        with pytest.raises(_Killed):
+            killed.run()
+        killed.close()
+        before = Journal(out / JOURNAL).replay()
+        untried = {n.id for n in before.stages() if n.state is NodeState.COMPLETE and not n.free} - {
+            p["node"] for *_, p in Journal(out / JOURNAL).events("update_scale_tried")}
+        assert untried, f"{at}: the kill left no finished stage without its scaled updates tried"
+        _, resumed = run(None, out, resume=True, workers=2)
+        tried = [p["node"] for *_, p in Journal(out / JOURNAL).events("update_scale_tried")]
+        assert untried <= set(tried) and len(tried) == len(set(tried)), at  # each stage tried once
+        assert resumed.tree.signature() == whole.tree.signature(), at
 
 
 @pytest.mark.parametrize("override, words", [

@@ -248,6 +248,10 @@ class SearchRun:
         with self.open_executor() as pool:
             self._start(say)
             self._requeue_in_flight()
+            carried, resumed = self._unfinished_batch()
+            if carried and not resumed:  # killed after its stages, before the nodes built from them
+                self._after_batch(carried, [], say)
+                carried = []
             runner = RunnerSpec(self.task_spec, self.base_dir, _settings(self.cfg))
             while True:
                 if self.cfg.budget.wall_seconds and self.elapsed() >= self.cfg.budget.wall_seconds:
@@ -266,7 +270,8 @@ class SearchRun:
                         stop_reason = "budget spent" if specs or left < shortest else "nothing left to expand"
                         break
                     pending = [self._create(spec, steps) for spec, steps in fitted]
-                batch = pending[: self.workers]
+                batch = (resumed or pending)[: self.workers]  # a resumed batch first, as it was
+                resumed = resumed[len(batch):]
                 futures = []
                 for n, limit in zip(batch, self._token_limits(batch)):
                     self.record("stage_started", n.id, {"token_limit": limit})
@@ -279,20 +284,42 @@ class SearchRun:
                     res = fut.result()
                     failures = 0 if res.ok else failures + 1
                     self._tell(n, res)
-                done = [n for n in batch if n.state is NodeState.COMPLETE]
-                if self.cfg.search.scale_updates:
-                    for n in done:
-                        self._scale_update(n, say)
-                if self.cfg.search.sibling_soup:
-                    for parent_id in dict.fromkeys(n.parent_id for n in done):
-                        self._soup_siblings(parent_id, say)
-                self._collect_garbage()
+                if resumed:  # the rest of a resumed batch trains before the nodes built after it
+                    carried += batch
+                    continue
+                self._after_batch(carried, batch, say)
+                carried = []
                 say("")
                 if failures >= MAX_FAILURES_IN_A_ROW:
                     stop_reason = f"{failures} stages failed in a row"
                     break
         self._pool = None  # closed
         return self._finish(stop_reason, say)
+
+    def _after_batch(self, carried: list[Node], batch: list[Node], say: Callable[[str], None]) -> None:
+        """What follows a batch of stages: the nodes built from its complete stages (scaled updates, then
+        sibling soups; ``carried``: stages of the same batch from before a resume), garbage collection,
+        and ``batch_done``, which tells a resumed run that this batch needs nothing more."""
+        done = sorted((n for n in carried + batch if n.state is NodeState.COMPLETE),
+                      key=lambda n: node_order(n.id))
+        if self.cfg.search.scale_updates:
+            for n in done:
+                self._scale_update(n, say)
+        if self.cfg.search.sibling_soup:
+            for parent_id in dict.fromkeys(n.parent_id for n in done):
+                self._soup_siblings(parent_id, say)
+        self._collect_garbage()
+        self.record("batch_done", None, {"nodes": [n.id for n in carried + batch]})
+
+    def _unfinished_batch(self) -> tuple[list[Node], list[Node]]:
+        """On resume, the batch a kill interrupted: the stages started after the last ``batch_done``, as
+        (those that finished, those requeued). The requeued ones train first, as one batch; then the nodes
+        built from the whole batch are made, as an uninterrupted run would have made them."""
+        last = max((seq for seq, *_ in self.journal.events("batch_done")), default=-1)
+        started = dict.fromkeys(i for seq, _, _, i, _ in self.journal.events("stage_started") if seq > last)
+        nodes = [self.tree.nodes[i] for i in started]
+        return ([n for n in nodes if n.state is not NodeState.PENDING],
+                [n for n in nodes if n.state is NodeState.PENDING])
 
     def open_executor(self):
         """The executor the config names, started: a cluster that cannot be joined raises a ConfigError
