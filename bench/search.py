@@ -527,22 +527,28 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     return records
 
 
-def agent_choices(d: Path) -> dict[str, dict[str, int]]:
+def agent_choices(d: Path) -> dict[str, Any]:
     """What the LLM agent's answers in one run chose: menu options by number (in the order the skill
-    library lists them) and decisions, counted over its proposal events."""
+    library lists them) and decisions, counted over its proposal events; and how many answers picked
+    other options than the no-LLM ablation would have (its first n for an answer of n picks): with
+    the decisions, all by which the two searches can differ."""
     from llmzero.agents.llm import journaled_answers
     from llmzero.search import JOURNAL, Journal
 
     picks: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
+    own = 0
     j = Journal(d / JOURNAL)
     try:
         for _, answer in journaled_answers(j):
-            picks.update(str(p.option) for p in answer.proposals if p.option is not None)
+            chosen = [p.option for p in answer.proposals if p.option is not None]
+            picks.update(str(o) for o in chosen)
+            own += set(chosen) != set(range(1, len(chosen) + 1))
             decisions[answer.decision] += 1
     finally:
         j.close()
-    return {"llm_picks": dict(sorted(picks.items())), "llm_decisions": dict(sorted(decisions.items()))}
+    return {"llm_picks": dict(sorted(picks.items())), "llm_decisions": dict(sorted(decisions.items())),
+            "llm_own_picks": own}
 
 
 def dynamics(bench: dict[str, Any], out: Path) -> dict[str, Any] | None:
@@ -789,15 +795,20 @@ def agent_table(res: dict[str, Any]) -> list[str]:
         decisions: Counter[str] = sum((Counter(r["llm_decisions"]) for r in rs), Counter())
         n = sum(picks.values())
         share = ", ".join(f"{k}: {100 * v / n:.0f}%" for k, v in sorted(picks.items(), key=lambda kv: int(kv[0])))
+        own = [r["llm_own_picks"] for r in rs if "llm_own_picks" in r]  # older results files lack it
         rows.append(f"| {method} | {sum(decisions.values())} | {share or '-'} | "
+                    f"{sum(own) if len(own) == len(rs) else '-'} | "
                     f"{', '.join(f'{k} {v}' for k, v in sorted(decisions.items())) or '-'} |")
     if not rows:
         return []
     return _section("What the agent chose",
                     "The agent's menu lists the skill library's proposals in its order (remedies for "
                     "the findings first, then keep going and small moves in a shuffled order); the no-LLM "
-                    "ablation takes the first ones. Pooled over tasks and seeds.",
-                    ["method", "answers", "options picked (share of picks)", "decisions"], rows)
+                    "ablation takes the first ones. Answers off the ablation's picks: those whose options "
+                    "are not the menu's first ones; with the decisions, they are all by which the search "
+                    "can differ from its ablation. Pooled over tasks and seeds.",
+                    ["method", "answers", "options picked (share of picks)",
+                     "answers off the ablation's picks", "decisions"], rows)
 
 
 def headroom(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -115,6 +115,7 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
             assert 1 <= answers <= x["llm_calls"] and sum(x["llm_picks"].values()) >= answers
             assert set(x["llm_decisions"]) <= {"expand", "stop", "backup"}
             assert all(1 <= int(o) <= 5 for o in x["llm_picks"])  # menu options, numbered from 1
+            assert 0 <= x["llm_own_picks"] <= answers
         else:
             assert x["llm_tokens"] == 0 and x["llm_calls"] == 0 and "llm_picks" not in x
         if m != "base":
@@ -195,12 +196,34 @@ def test_bad_benchmark_config_is_one_line(tmp_path):
     assert r.returncode == 0 and "0 done, 0 started (will resume), 5 left of 5 cells" in r.stdout
 
 
-def test_seed_offset_moves_the_search_seed_and_keeps_the_base_model():
+def bench_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_search", BENCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_agent_choices_count_the_answers_that_leave_the_ablations_picks(tmp_path):
+    from llmzero.search import JOURNAL, Journal
+
+    j = Journal(tmp_path / JOURNAL, create=True)
+    for options, decision in (([1, 2], "backup"), ([2, 1], "backup"), ([2], "expand"), ([1, 3], "stop"),
+                              ([1], "backup")):
+        answer = {"diagnosis": "d", "proposals": [{"option": o} for o in options], "decision": decision}
+        j.append("proposal", "root", {"proposer": "llm", "agent": {"answer": json.dumps(answer)}})
+    j.append("proposal", "n1", {"proposer": "llm", "agent": {"answer": "not json"}})  # fell back: left out
+    j.append("proposal", "n2", {"proposer": "skill"})
+    j.close()
+    got = bench_module().agent_choices(tmp_path)
+    assert got["llm_picks"] == {"1": 4, "2": 3, "3": 1}
+    assert got["llm_decisions"] == {"backup": 3, "expand": 1, "stop": 1}
+    assert got["llm_own_picks"] == 2  # [2] and [1, 3]; the order of the picks does not matter
+
+
+def test_seed_offset_moves_the_search_seed_and_keeps_the_base_model():
+    mod = bench_module()
     cfg = mod.load_bench(CI)
     assert cfg["seed_offset"] == 0
     plain = mod.cell_config(cfg, "countdown", "llmzero-noLLM", 2)
