@@ -212,6 +212,7 @@ def test_a_resumed_search_builds_the_nodes_an_uninterrupted_one_builds(xs_base, 
     ({"surprise": 1}, "surprise"),
     ({"search": {"soup": -1}}, "search.soup=-1"),
     ({"search": {"draws": 17}}, "search.draws=17"),
+    ({"search": {"draws_min_gain": -0.1}}, "search.draws_min_gain=-0.1"),
     ({"search": {"method": "grid", "sibling_soup": True}},
      "search.sibling_soup=true is not allowed with search.method='grid'"),
     ({"llm": {"curves": True}}, "llm.curves=true is not allowed with llm.backend='llama'"),
@@ -333,6 +334,30 @@ def test_exported_strategy_of_averaged_draws_spends_the_budget_and_replays(xs_ba
     assert res.returncode == 0, res.stderr
     replay = json.loads(res.stdout)  # same base, parameters, seeds, draws and soups: bit for bit
     assert replay["val_scores"][-1] == summary["best_val"] and replay["test_score"] == summary["test_score"]
+
+
+@pytest.mark.parametrize("min_gain, kept", [(1.0, 1), (0.0, 2)])
+def test_draws_that_average_to_no_gain_give_way_to_single_draws(min_gain, kept, xs_base, tmp_path):
+    out = tmp_path / "run"
+    summary, r = run(config(xs_base, 2 * BUDGET, method="mcts", draws=2, draws_min_gain=min_gain), out)
+    decided = [(node_id, p) for _, _, _, node_id, p in Journal(out / JOURNAL).events("draws_decided")]
+    assert len(decided) == 1 and decided[0][1]["draws"] == kept  # decided once
+    probe = decided[0][1]["nodes"]
+    several = sorted((n for n in r.tree.stages() if n.draw_scores), key=lambda n: int(n.id[1:]))
+    assert probe == [n.id for n in several[:3]] and len(several) >= 3  # the first three stages of draws
+    for n in several:
+        assert len(n.draw_scores) == 2 and n.draw_scores == [d["val_score"] for d in _draws(r, n.id)]
+    gain = sum(n.val_score - max(n.draw_scores) for n in several[:3]) / 3
+    assert decided[0][1]["gain"] == pytest.approx(gain, abs=1e-4) and gain >= 0  # a soup keeps the best draw
+    # the stages created after the decision have its draws; those before it, search.draws
+    seq = {node_id: seq for seq, _, _, node_id, _ in Journal(out / JOURNAL).events("node_created")}
+    at = next(seq for seq, *_ in Journal(out / JOURNAL).events("draws_decided"))
+    after = [n for n in r.tree.stages() if not n.free and seq[n.id] > at]
+    assert after and all(n.draws == kept for n in after)
+    assert all(n.draws == 2 for n in r.tree.stages() if seq[n.id] < at)
+    assert abs(summary["budget_spent"] - 2 * BUDGET) <= 0.05 * 2 * BUDGET
+    tree = Journal(out / JOURNAL).replay()
+    assert tree.draws == kept and tree.signature() == r.tree.signature()
 
 
 def test_sibling_soups_and_scaled_updates_are_free_children_that_the_search_grows_and_replays(xs_base,

@@ -121,6 +121,12 @@ class SearchConfig(_Model):
         "from its parent with other seeds, and its checkpoint is their greedy weight soup (the best draw, "
         "then each next one if the validation score of the average does not drop). A stage costs this "
         "many times more compute. 1: off.")
+    draws_min_gain: float | None = Field(
+        None, ge=0, le=1, description="With draws > 1: once the first 3 stages of several draws have "
+        "finished, the search keeps training several draws only if their soups scored at least this much "
+        "above their better draw on validation (mean of the 3), and trains single draws from then on "
+        "otherwise: draws that average to no better than the best of them cost breadth for a choice that "
+        "siblings give as well. Decided once, journaled (draws_decided). None: always draws.")
     sibling_soup: bool = Field(
         False, description="mcts and skill: after a stage finishes, its siblings (children of the same "
         "parent with the same steps and mode, up to 4, best first) are averaged as a greedy weight soup; "

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 JOURNAL = "journal.sqlite"
 MAX_FAILURES_IN_A_ROW = 8  # a method whose stages keep failing is stopped, not looped forever
 SIBLING_SOUP_MAX = 4  # search.sibling_soup: the best siblings a soup may average
+DRAWS_PROBE = 3  # search.draws_min_gain: the stages of several draws that decide whether draws pay
 UPDATE_SCALES = (0.5, 1.5)  # search.scale_updates: a stage's update from its parent, halved or extended
 
 
@@ -191,12 +192,34 @@ class SearchRun:
             return sum(n.compute for n in done) / completions
         return 0.6 * self.tree.root.params["max_completion_length"]
 
-    def tokens_per_step(self, params: dict | None = None) -> float:
+    def tokens_per_step(self, params: dict | None = None, draws: int | None = None) -> float:
         """Expected generated tokens per GRPO step of a stage with ``params`` (the group size counts, and
-        ``search.draws``: a stage of several draws trains each of its steps that many times)."""
+        the draws: a stage of several draws trains each of its steps that many times; by default those
+        of the next stages, ``stage_draws``)."""
         p = params or self.tree.root.params
         return (self.cfg.training.prompts_per_step * p["num_generations"] * self.tokens_per_completion()
-                * self.cfg.search.draws)
+                * (draws or self.stage_draws()))
+
+    def stage_draws(self) -> int:
+        """GRPO draws of the next stages: ``search.draws``, or what ``search.draws_min_gain`` decided."""
+        return self.tree.draws or self.cfg.search.draws
+
+    def _decide_draws(self, say: Callable[[str], None]) -> None:
+        """``search.draws_min_gain``: once the first ``DRAWS_PROBE`` stages of several draws have finished,
+        keep the draws if their soups scored at least that much above their better draw on validation
+        (on average), else train single draws from now on. Decided once and journaled."""
+        s = self.cfg.search
+        if s.draws_min_gain is None or s.draws == 1 or self.tree.draws is not None:
+            return
+        probe = sorted((n for n in self.tree.stages() if len(n.draw_scores) > 1 and n.val_score is not None),
+                       key=lambda n: node_order(n.id))[:DRAWS_PROBE]
+        if len(probe) < DRAWS_PROBE:
+            return
+        gain = sum(n.val_score - max(n.draw_scores) for n in probe) / len(probe)
+        draws = s.draws if gain >= s.draws_min_gain else 1
+        self.record("draws_decided", None, {"draws": draws, "gain": round(gain, 4),
+                                            "nodes": [n.id for n in probe]})
+        say(f"draws: the soups scored {gain:+.3f} above their better draw; {draws} per stage from now on")
 
     def stage_steps(self, params: dict) -> int:
         """GRPO steps of a full stage with ``params`` (``search.stage_compute``: the same steps, or the
@@ -230,7 +253,7 @@ class SearchRun:
         expected share plus a proportional part of the slack (a stage whose completions run longer
         than expected ends early, with its checkpoint, instead of overspending)."""
         left = max(0, self.cfg.budget.compute - self.tree.spent())
-        expected = [n.steps * self.tokens_per_step(n.params) for n in batch]
+        expected = [n.steps * self.tokens_per_step(n.params, n.draws) for n in batch]
         total = sum(expected) or 1.0
         return [max(1, int(e * left / total)) for e in expected]
 
@@ -298,8 +321,8 @@ class SearchRun:
 
     def _after_batch(self, carried: list[Node], batch: list[Node], say: Callable[[str], None]) -> None:
         """What follows a batch of stages: the nodes built from its complete stages (scaled updates, then
-        sibling soups; ``carried``: stages of the same batch from before a resume), garbage collection,
-        and ``batch_done``, which tells a resumed run that this batch needs nothing more."""
+        sibling soups; ``carried``: stages of the same batch from before a resume), the draws decision
+        (``search.draws_min_gain``), garbage collection, and ``batch_done``, which tells a resumed run that this batch needs nothing more."""
         done = sorted((n for n in carried + batch if n.state is NodeState.COMPLETE),
                       key=lambda n: node_order(n.id))
         if self.cfg.search.scale_updates:
@@ -308,6 +331,7 @@ class SearchRun:
         if self.cfg.search.sibling_soup:
             for parent_id in dict.fromkeys(n.parent_id for n in done):
                 self._soup_siblings(parent_id, say)
+        self._decide_draws(say)
         self._collect_garbage()
         self.record("batch_done", None, {"nodes": [n.id for n in carried + batch]})
 
@@ -353,7 +377,7 @@ class SearchRun:
             "parent_id": spec.parent_id, "depth": parent.depth + 1, "params": spec.params, "steps": steps,
             "mode": spec.mode, "seed": node_seed(self.cfg.seed, node_id), "chain": spec.chain,
             "transition": spec.transition(parent.params),
-            **({"draws": self.cfg.search.draws} if self.cfg.search.draws > 1 else {})})
+            **({"draws": self.stage_draws()} if self.stage_draws() > 1 else {})})
         return self.tree.nodes[node_id]
 
     def _tell(self, n: Node, res) -> None:

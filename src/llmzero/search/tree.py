@@ -44,6 +44,7 @@ class Node:
     error: str | None = None
     chain: int | None = None  # for chain-based methods (grid, random, fixed, pbt): which run/member
     draws: int = 1  # search.draws: GRPO draws of the stage, averaged into its checkpoint
+    draw_scores: list[float] = field(default_factory=list)  # a stage of several draws: each draw's val score
     # a sibling soup (search.sibling_soup): the other siblings averaged with this node's stage, each
     # {"node", "params", "seed"}; the node itself repeats the best sibling's stage and trains nothing
     merge: list[dict[str, Any]] = field(default_factory=list)
@@ -78,6 +79,7 @@ class Tree:
         self.closed: set[str] = set()  # nodes the agent stopped growing (its "stop" or "backup" decision)
         self.reopened: set[str] = set()  # closed nodes the search reopened: budget left, nothing else to grow
         self.depth_limit: int | None = None  # the search's depth, once it deepened past the configured one
+        self.draws: int | None = None  # draws per stage from now on, once search.draws_min_gain decided it
 
     # -- the only writer ----------------------------------------------------------------------------
 
@@ -109,6 +111,7 @@ class Tree:
             n.checkpoint = payload.get("checkpoint")
             n.error = payload.get("error")
             n.steps = payload.get("steps", n.steps)
+            n.draw_scores = [d["val_score"] for d in payload.get("draws", []) if d.get("val_score") is not None]
         elif kind == "node_pruned":
             n.state = NodeState.PRUNED
             self.pruned_savings += int(payload.get("saved_compute", 0))
@@ -123,6 +126,8 @@ class Tree:
             self.reopened |= set(payload["nodes"])
         elif kind == "depth_extended":
             self.depth_limit = int(payload["depth"])
+        elif kind == "draws_decided":
+            self.draws = int(payload["draws"])
         elif kind == "run_finished":
             self.finished = dict(payload)
         # "soup_built" and "test_scored" events carry records only; the tree does not change.
