@@ -3,8 +3,9 @@
 Event kinds: run_started, root, node_created, stage_started, stage_requeued, stage_finished,
 stage_failed, node_pruned, proposal (with its full input and output; one that closed its node says
 so), branches_reopened, depth_extended, best_changed, checkpoint_deleted, sibling_soup_tried,
-sibling_soup and update_scale_tried, scaled_update (free nodes built from checkpoints), batch_done
-(all that follows a batch of stages is done), soup_built, test_scored, run_finished.
+sibling_soup and update_scale_tried, scaled_update (free nodes built from checkpoints), draws_decided
+(search.draws_min_gain: the draws of the stages from then on), batch_done (all that follows a batch
+of stages is done), soup_built, test_scored, run_finished.
 Each append is its own committed transaction, so a search killed at any moment leaves a journal that
 replays to the tree as it was at its last event.
 """

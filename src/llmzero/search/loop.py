@@ -322,7 +322,8 @@ class SearchRun:
     def _after_batch(self, carried: list[Node], batch: list[Node], say: Callable[[str], None]) -> None:
         """What follows a batch of stages: the nodes built from its complete stages (scaled updates, then
         sibling soups; ``carried``: stages of the same batch from before a resume), the draws decision
-        (``search.draws_min_gain``), garbage collection, and ``batch_done``, which tells a resumed run that this batch needs nothing more."""
+        (``search.draws_min_gain``), garbage collection, and ``batch_done``, which tells a resumed run
+        that this batch needs nothing more."""
         done = sorted((n for n in carried + batch if n.state is NodeState.COMPLETE),
                       key=lambda n: node_order(n.id))
         if self.cfg.search.scale_updates:

@@ -111,7 +111,8 @@ class Tree:
             n.checkpoint = payload.get("checkpoint")
             n.error = payload.get("error")
             n.steps = payload.get("steps", n.steps)
-            n.draw_scores = [d["val_score"] for d in payload.get("draws", []) if d.get("val_score") is not None]
+            n.draw_scores = [d["val_score"] for d in payload.get("draws", [])
+                             if d.get("val_score") is not None]
         elif kind == "node_pruned":
             n.state = NodeState.PRUNED
             self.pruned_savings += int(payload.get("saved_compute", 0))
