@@ -231,6 +231,11 @@ def test_cli_bad_search_input_exits_2(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "budget.compute=-5" in r.stderr
     assert not (tmp_path / "r").exists()
+    (tmp_path / "d.yaml").write_text("task: {name: countdown}\nbudget: {compute: 1000}\n")
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "d.yaml", "--out", "r", "--draws", "2",
+                        "--draws-min-gain", "-1"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "search.draws_min_gain=-1" in r.stderr
+    assert not (tmp_path / "r").exists()
     r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "--resume", "nowhere"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no journal.sqlite" in r.stderr

@@ -191,6 +191,9 @@ def search_cmd(
     draws: Annotated[int | None, typer.Option(
         help="GRPO draws of every stage, averaged into its checkpoint (overrides search.draws; "
              "1: off).")] = None,
+    draws_min_gain: Annotated[float | None, typer.Option(
+        help="With --draws > 1: single draws after the first three stages of draws unless their soups "
+             "beat the better draw by this much on validation (overrides search.draws_min_gain).")] = None,
     sibling_soup: Annotated[bool | None, typer.Option(
         "--sibling-soup/--no-sibling-soup", help="Average a node's best children into a free child the "
         "search can grow from (overrides search.sibling_soup; mcts and skill).")] = None,
@@ -210,7 +213,7 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        given = (seed, soup, draws, sibling_soup, scale_updates)
+        given = (seed, soup, draws, draws_min_gain, sibling_soup, scale_updates)
         if config is not None or method or budget or any(v is not None for v in given):
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
@@ -222,7 +225,7 @@ def search_cmd(
             raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
         cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
                                    "executor.workers": workers, "search.soup": soup, "search.draws": draws,
-                                   "search.sibling_soup": sibling_soup,
+                                   "search.draws_min_gain": draws_min_gain, "search.sibling_soup": sibling_soup,
                                    "search.scale_updates": scale_updates})
         run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
