@@ -225,7 +225,8 @@ def search_cmd(
             raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
         cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
                                    "executor.workers": workers, "search.soup": soup, "search.draws": draws,
-                                   "search.draws_min_gain": draws_min_gain, "search.sibling_soup": sibling_soup,
+                                   "search.draws_min_gain": draws_min_gain,
+                                   "search.sibling_soup": sibling_soup,
                                    "search.scale_updates": scale_updates})
         run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
