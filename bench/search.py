@@ -985,20 +985,33 @@ def table(res: dict[str, Any]) -> str:
 
 
 def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
-    path, sep, method = arg.rpartition(":")
-    if not sep or not path or not method:
-        raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD, e.g. bench/results/search.json:grid")
-    f = repo_path(path) if not Path(path).is_file() else Path(path)
-    if not f.is_file():
-        raise BenchError(f"results file {path!r} does not exist")
-    try:
-        records = json.loads(f.read_text())["records"]
-    except (ValueError, KeyError, TypeError):
-        raise BenchError(f"results file {path!r} is not a results file (no records)") from None
-    if not any(r["method"] == method for r in records):
-        found = sorted({r["method"] for r in records})
-        raise BenchError(f"method {method!r} is not in {path!r}: expected one of {', '.join(found)}")
-    return f"{Path(path).stem}:{method}", records, method
+    """``RESULTS:METHOD``, where RESULTS may join several results files with ``+`` (the seeds of one
+    setting run into more than one file); a cell found in two of them is refused."""
+    joined, sep, method = arg.rpartition(":")
+    if not sep or not joined or not method or "" in joined.split("+"):
+        raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD, e.g. bench/results/search.json:grid "
+                         "(several results files joined with +)")
+    records, seen, found = [], {}, set()
+    for path in joined.split("+"):
+        f = repo_path(path) if not Path(path).is_file() else Path(path)
+        if not f.is_file():
+            raise BenchError(f"results file {path!r} does not exist")
+        try:
+            recs = json.loads(f.read_text())["records"]
+            found |= {r["method"] for r in recs}
+            recs = [r for r in recs if r["method"] == method]
+        except (ValueError, KeyError, TypeError):
+            raise BenchError(f"results file {path!r} is not a results file (no records)") from None
+        for r in recs:
+            cell = (r["task"], r["seed"])
+            if cell in seen:
+                raise BenchError(f"{cell[0]} seed {cell[1]} of {method!r} is in both {seen[cell]!r} and {path!r}: "
+                                 "join results files that hold different cells")
+            seen[cell] = path
+        records += recs
+    if not records:
+        raise BenchError(f"method {method!r} is not in {joined!r}: expected one of {', '.join(sorted(found))}")
+    return f"{'+'.join(Path(x).stem for x in joined.split('+'))}:{method}", records, method
 
 
 def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
@@ -1067,7 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="one method of one results file against others, paired by seed")
     c.add_argument("sides", nargs="+", metavar="RESULTS:METHOD",
                    help="e.g. bench/results/depth5.json:llmzero bench/results/search.json:grid (the first "
-                        "against each of the others)")
+                        "against each of the others); a.json+b.json:grid joins the seeds of two results files")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "compare":

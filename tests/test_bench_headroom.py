@@ -102,6 +102,26 @@ def test_compare_pairs_two_results_files_by_seed_and_refuses_cells_of_other_base
         search.compare([("deep", deeper, "llmzero"), ("other", [r("grid", 0, 0.4, base=0.31)], "grid")])
 
 
+def test_a_side_joins_results_files_with_plus_and_refuses_a_cell_in_two_of_them(tmp_path, capsys):
+    def r(method, seed, test):
+        return {**rec("t", method, seed, test, test), "base_test_score": 0.3}
+
+    import json
+
+    for name, records in (("a", [r("grid", 0, 0.40), r("grid", 1, 0.30), r("llmzero", 0, 0.9)]),
+                          ("b", [r("grid", 2, 0.50)]), ("c", [r("grid", 1, 0.35)])):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"records": records}))
+    label, records, method = search._side(f"{tmp_path / 'a.json'}+{tmp_path / 'b.json'}:grid")
+    assert (label, method) == ("a+b:grid", "grid")
+    assert sorted((x["seed"], x["test_score"]) for x in records) == [(0, 0.40), (1, 0.30), (2, 0.50)]
+    # seed 1 of grid is in a.json and c.json: which one counts is not for compare to guess
+    assert search.main(["compare", f"{tmp_path / 'a.json'}+{tmp_path / 'c.json'}:grid",
+                        f"{tmp_path / 'b.json'}:grid"]) == 2
+    assert search.main(["compare", f"{tmp_path / 'a.json'}+:grid", f"{tmp_path / 'b.json'}:grid"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "t seed 1 of 'grid' is in both" in err[0] and "joined with +" in err[1]
+
+
 def test_continue_unspent_takes_only_finished_tree_searches_that_left_budget():
     bench = search.load_bench(Path(__file__).parent.parent / "bench" / "configs" / "ci.yaml")
     left = {"budget_spent": 5000, "budget_total": 6000}
