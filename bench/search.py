@@ -989,8 +989,8 @@ def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
     setting run into more than one file); a cell found in two of them is refused."""
     joined, sep, method = arg.rpartition(":")
     if not sep or not joined or not method or "" in joined.split("+"):
-        raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD, e.g. bench/results/search.json:grid "
-                         "(several results files joined with +)")
+        raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD, e.g. "
+                         "bench/results/search.json:grid (several results files joined with +)")
     records, seen, found = [], {}, set()
     for path in joined.split("+"):
         f = repo_path(path) if not Path(path).is_file() else Path(path)
@@ -1005,12 +1005,13 @@ def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
         for r in recs:
             cell = (r["task"], r["seed"])
             if cell in seen:
-                raise BenchError(f"{cell[0]} seed {cell[1]} of {method!r} is in both {seen[cell]!r} and {path!r}: "
-                                 "join results files that hold different cells")
+                raise BenchError(f"{cell[0]} seed {cell[1]} of {method!r} is in both {seen[cell]!r} and "
+                                 f"{path!r}: join results files that hold different cells")
             seen[cell] = path
         records += recs
     if not records:
-        raise BenchError(f"method {method!r} is not in {joined!r}: expected one of {', '.join(sorted(found))}")
+        raise BenchError(f"method {method!r} is not in {joined!r}: expected one of "
+                         f"{', '.join(sorted(found))}")
     return f"{'+'.join(Path(x).stem for x in joined.split('+'))}:{method}", records, method
 
 
@@ -1080,7 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="one method of one results file against others, paired by seed")
     c.add_argument("sides", nargs="+", metavar="RESULTS:METHOD",
                    help="e.g. bench/results/depth5.json:llmzero bench/results/search.json:grid (the first "
-                        "against each of the others); a.json+b.json:grid joins the seeds of two results files")
+                        "against each of the others); a.json+b.json:grid joins two results files' seeds")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "compare":
