@@ -222,11 +222,34 @@ def test_menu_picks_become_the_listed_options_and_bad_picks_are_replaced():
     assert schema["properties"]["proposals"]["minItems"] == 2  # exactly k picks
     assert n == list(range(1, len(n) + 1)) and f"\n{len(n)}: " in prompt
     # the options are drawn from the proposer's rng: the same draw gives the same menu
-    rng = random.Random(0)
-    opts = menu_options(context(), random.Random(rng.random()))
+    opts = menu_options(context(), random.Random(0))
     assert out[0].proposed_by == "llm" and out[0].params == opts[1].params and "option 2" in out[0].reason
     assert out[1].proposed_by == "skill" and out[1].params == opts[0].params  # the repeat: next option in order
     assert agent.last_record["repaired"] == 1 and agent.last_record["mode"] == "menu"
+
+
+@pytest.mark.parametrize("history", ["healthy", "collapsing"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_an_agent_that_takes_the_menus_first_options_proposes_what_the_ablation_proposes(history, k):
+    """The no-LLM ablation is the skill agent with the same random stream: where the agent picks the
+    menu's first k options, the two propose the same children (the small moves are shuffled alike)."""
+    from llmzero.agents.skill import SkillProposer
+
+    flat = tuple({**r, "entropy": 0.5, "frac_reward_zero_std": 0.1} for r in collapsing_history())
+    ctx = context()
+    if history == "healthy":  # no finding: every option is a small move, in the order the stream shuffles
+        node = NodeView("n1", 1, dict(BASE), "complete", val_score=0.41, history=flat)
+        ctx = ProposalContext(space=SPACE, node=node, path=(ctx.path[0], node), best_val=0.41)
+    first = {"diagnosis": "d", "decision": "expand",
+             "proposals": [{"option": i + 1, "rationale": "r", "expected_effect": "e"} for i in range(k)]}
+    orders = set()
+    for seed in range(6):
+        agent = [p.params for p in LLMProposer(Scripted(first)).propose(ctx, k, random.Random(seed))]
+        ablation = [p.params for p in SkillProposer().propose(ctx, k, random.Random(seed))]
+        assert agent == ablation
+        orders.add(tuple(tuple(sorted(p.items())) for p in ablation))
+    # the stream does shuffle the small moves ("keep going" always comes first)
+    assert history == "collapsing" or k == 1 or len(orders) > 1
 
 
 def test_free_mode_asks_for_changes_with_bounds():

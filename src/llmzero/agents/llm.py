@@ -336,7 +336,10 @@ class LLMProposer:
 
     def propose(self, ctx: ProposalContext, k: int, rng: random.Random) -> list[Proposal]:
         findings = diagnose(ctx.path)
-        options = menu_options(ctx, random.Random(rng.random())) if self.answer == "menu" else []
+        # The menu shuffles the small moves with the proposer's own stream, as the skill agent does: its
+        # first k options are then what the no-LLM ablation proposes at the same node, and the two
+        # searches differ only where the agent picks otherwise or closes a branch.
+        options = menu_options(ctx, rng) if self.answer == "menu" else []
         prompt = render_prompt(ctx, findings, k, options)
         schema = menu_schema(len(options), k) if options else answer_schema(ctx.space, k)
         system = render_system(ctx, self.task, menu=bool(options))
