@@ -530,10 +530,10 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
 def agent_choices(d: Path) -> dict[str, Any]:
     """What the LLM agent's answers in one run chose: menu options by number (in the order the skill
     library lists them) and decisions, counted over its proposal events; and how many answers picked
-    other options than the menu's first n for an answer of n picks. The no-LLM ablation takes the
-    skill library's first n too, but shuffles the small moves among them with another random stream
-    than the menu's, so its picks match the menu's first n only where remedies for the findings fill
-    them: the two searches also differ where the agent picked the first n."""
+    other options than the menu's first n for an answer of n picks: the no-LLM ablation's proposals
+    at the same node. (Before the menu shuffled the small moves with the ablation's random stream,
+    results files older than ``sameshuffle.json``, the two also differed where the agent took the
+    first n.)"""
     from llmzero.agents.llm import journaled_answers
     from llmzero.search import JOURNAL, Journal
 
@@ -805,11 +805,12 @@ def agent_table(res: dict[str, Any]) -> list[str]:
         return []
     return _section("What the agent chose",
                     "The agent's menu lists the skill library's proposals in its order (remedies for "
-                    "the findings first, then keep going and small moves in a shuffled order). Answers off "
-                    "the menu's first options: those that picked others. The no-LLM ablation takes the "
-                    "library's first ones too, but its small moves are shuffled by another random stream, "
-                    "so it can differ from the search where the agent took the first ones. Pooled over "
-                    "tasks and seeds.",
+                    "the findings first, then keep going and small moves in a shuffled order); the no-LLM "
+                    "ablation takes the first ones. Answers off the menu's first options: those that "
+                    "picked others; with the decisions, all by which the search can differ from its "
+                    "ablation (in results older than sameshuffle.json the menu shuffled the small moves "
+                    "with another random stream than the ablation's, so the two differed elsewhere too). "
+                    "Pooled over tasks and seeds.",
                     ["method", "answers", "options picked (share of picks)",
                      "answers off the menu's first options", "decisions"], rows)
 
