@@ -992,11 +992,12 @@ def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
     """``RESULTS:METHOD``, where RESULTS may join several results files with ``+`` (the seeds of one
     setting run into more than one file); a cell found in two of them is refused."""
     joined, sep, method = arg.rpartition(":")
-    if not sep or not joined or not method or "" in joined.split("+"):
+    paths = joined.split("+")
+    if not sep or not joined or not method or "" in paths:
         raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD, e.g. "
                          "bench/results/search.json:grid (several results files joined with +)")
     records, seen, found = [], {}, set()
-    for path in joined.split("+"):
+    for path in paths:
         f = repo_path(path) if not Path(path).is_file() else Path(path)
         if not f.is_file():
             raise BenchError(f"results file {path!r} does not exist")
@@ -1016,7 +1017,7 @@ def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
     if not records:
         raise BenchError(f"method {method!r} is not in {joined!r}: expected one of "
                          f"{', '.join(sorted(found))}")
-    return f"{'+'.join(Path(x).stem for x in joined.split('+'))}:{method}", records, method
+    return f"{'+'.join(Path(x).stem for x in paths)}:{method}", records, method
 
 
 def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:

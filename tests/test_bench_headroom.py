@@ -3,6 +3,7 @@ score is picked across methods and reported on test, never by its test score), w
 depth, and the picked node's validation score against its test score."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,6 @@ def test_compare_pairs_two_results_files_by_seed_and_refuses_cells_of_other_base
 def test_a_side_joins_results_files_with_plus_and_refuses_a_cell_in_two_of_them(tmp_path, capsys):
     def r(method, seed, test):
         return {**rec("t", method, seed, test, test), "base_test_score": 0.3}
-
-    import json
 
     for name, records in (("a", [r("grid", 0, 0.40), r("grid", 1, 0.30), r("llmzero", 0, 0.9)]),
                           ("b", [r("grid", 2, 0.50)]), ("c", [r("grid", 1, 0.35)])):
