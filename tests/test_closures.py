@@ -225,3 +225,35 @@ def test_deepen_improving_grows_the_path_whose_best_node_still_improves_before_t
                             stage_tokens=lambda p: 1000.0)
         MCTS().ask(tree, 2, ctx)
         assert [k for k, _, _ in journal(tree, ctx)] == [] and tree.depth_limit is None, (deepen, val, left)
+
+
+def test_deepen_improving_dives_along_the_improving_best_node_before_the_tree_widens():
+    """With budget for a wide tree, the best node that deepened the tree (or, one stage short of the
+    full depth, improved on its parent) gets its children first, ``branching`` of them; one that did
+    not improve, or ``deepen: exhausted``, leaves the choice to UCT."""
+    from llmzero.search.methods.tree_search import GROW_MARGIN, BestFirst
+
+    def setup(deepen, depth, val):
+        cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
+                            "search": {"depth": depth, "branching": 2, "max_children": 3, "deepen": deepen}})
+        tree = tree_with({"n1": 0.5, "n2": 0.45})
+        tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
+                                          "steps": 10})
+        tree.apply("stage_finished", "n3", {"val_score": val, "history": [], "checkpoint": "c"})
+        return tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE, proposer=Closer(), tokens_left=100_000.0,
+                                   stage_tokens=lambda p: 1000.0)
+
+    for method in (MCTS(), BestFirst()):
+        tree, ctx = setup("improving", 2, 0.5 + 2 * GROW_MARGIN)
+        assert method.ask(tree, 4, ctx) == [] and journal(tree, ctx)[0][0] == "depth_extended"
+        specs = method.ask(tree, 4, ctx)
+        assert [s.parent_id for s in specs[:2]] == ["n3", "n3"], method.name
+        if method.name == "mcts":  # branching children, not max_children (best-first grows the best anyway)
+            assert sum(s.parent_id == "n3" for s in specs) == 2
+    # one stage short of the configured depth, improved: the same dive without a depth extension
+    tree, ctx = setup("improving", 3, 0.5 + 2 * GROW_MARGIN)
+    assert [s.parent_id for s in MCTS().ask(tree, 4, ctx)[:2]] == ["n3", "n3"] and journal(tree, ctx) == []
+    for deepen, val in (("improving", 0.5 + GROW_MARGIN / 2), ("exhausted", 0.5 + 2 * GROW_MARGIN)):
+        tree, ctx = setup(deepen, 3, val)
+        specs = MCTS().ask(tree, 4, ctx)
+        assert specs and specs[0].parent_id != "n3", (deepen, val, [s.parent_id for s in specs])

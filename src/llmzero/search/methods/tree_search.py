@@ -43,7 +43,8 @@ class _Expander:
     With ``search.deepen: improving`` the search also deepens as soon as the best node is at the full
     depth and its stage improved on its parent's validation score (by ``GROW_MARGIN``) while a whole
     stage of budget is left: the curve is still rising where the search is best, so that path trains
-    longer (MCTS's reserve then extends it) instead of the budget going to a wider tree.
+    longer instead of the budget going to a wider tree. That node is grown first (``_dive_target``),
+    before the tree widens, so a path dives for as long as its curve rises.
     """
 
     def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int],
@@ -105,7 +106,8 @@ class _Expander:
         specs: list[StageSpec] = []
         planned: dict[str, int] = {}
         while len(specs) < n:
-            target = self._backup_target(tree, ctx, planned) or self._target(tree, ctx, planned, specs)
+            target = (self._backup_target(tree, ctx, planned) or self._dive_target(tree, ctx, planned)
+                      or self._target(tree, ctx, planned, specs))
             if target is None:
                 break
             k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
@@ -136,6 +138,21 @@ class _Expander:
         if ctx.cfg.search.deepen != "off" and depth < DEEPEST and leaves:
             keep.add(min(leaves, key=lambda n: (-n.val_score, int(n.id.lstrip("n")))).id)
         return keep
+
+    @staticmethod
+    def _dive_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
+        """With ``deepen: improving``: the best node, if it is one stage short of the full depth, has no
+        children yet and improved on its parent (by ``GROW_MARGIN``), as the node that deepened the tree
+        is. A rising curve is followed at once rather than after the tree has widened."""
+        best = tree.best()
+        if (ctx.cfg.search.deepen != "improving" or best is None or best.depth != ctx.max_depth(tree) - 1
+                or tree.trained_children(best.id) or planned.get(best.id)
+                or _room(tree, best.id, ctx, planned) <= 0):
+            return None
+        parent = tree.nodes[best.parent_id]
+        if parent.val_score is None or best.val_score < parent.val_score + GROW_MARGIN:
+            return None
+        return best.id
 
     @staticmethod
     def _backup_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
