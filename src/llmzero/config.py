@@ -96,8 +96,8 @@ class SearchConfig(_Model):
         "exhausted", description="mcts and skill: when the paths may grow one more stage (again and again, up to "
         "50). exhausted: when the tree has nothing left to grow and budget is left, so the best strategies train "
         "longer instead of the budget going unspent; improving: also as soon as the best node is at the full depth "
-        "and still improving on its parent, so training length follows the curve; off: never (true and false "
-        "mean exhausted and off).")
+        "and still improving on its parent, and that node is grown first, so training length follows the curve; "
+        "off: never (true and false mean exhausted and off).")
     steps_per_stage: int = Field(100, ge=1, le=100_000, description="GRPO steps of every stage.")
     stage_compute: Literal["steps", "tokens"] = Field(
         "steps", description="steps: every stage trains steps_per_stage GRPO steps; tokens: every stage costs what "
