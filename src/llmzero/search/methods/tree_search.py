@@ -17,6 +17,12 @@ def _closed(tree: Tree, ctx: SearchContext) -> set[str]:
     return (tree.closed | set(getattr(ctx.proposer, "closed", ()))) - tree.reopened
 
 
+def _improving(tree: Tree, node: Node) -> bool:
+    """Whether ``node``'s stage beat its parent's validation score by ``GROW_MARGIN``."""
+    parent = tree.nodes[node.parent_id]
+    return parent.val_score is not None and node.val_score >= parent.val_score + GROW_MARGIN
+
+
 def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int], *,
           closures: bool = True) -> int:
     """How many more children ``node_id`` may get (``closures=False``: were its branch reopened)."""
@@ -78,9 +84,9 @@ class _Expander:
         if (ctx.cfg.search.deepen != "improving" or depth >= DEEPEST or best is None or best.depth != depth
                 or not usable(tree, best.id) or best.id in _closed(tree, ctx)):
             return False
-        parent = tree.nodes[best.parent_id]
-        if parent.val_score is None or best.val_score < parent.val_score + GROW_MARGIN:
+        if not _improving(tree, best):
             return False
+        parent = tree.nodes[best.parent_id]
         if ctx.stage_tokens is not None and ctx.tokens_left < ctx.stage_tokens(best.params):
             return False
         reason = (f"the best node {best.id} is at the full depth {depth} and still improving (val "
@@ -149,10 +155,7 @@ class _Expander:
                 or tree.trained_children(best.id) or planned.get(best.id)
                 or _room(tree, best.id, ctx, planned) <= 0):
             return None
-        parent = tree.nodes[best.parent_id]
-        if parent.val_score is None or best.val_score < parent.val_score + GROW_MARGIN:
-            return None
-        return best.id
+        return best.id if _improving(tree, best) else None
 
     @staticmethod
     def _backup_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
