@@ -163,15 +163,17 @@ def test_failures_are_data(setup, tmp_path):
         assert after.ok, after.error
 
 
-def test_token_limit_ends_a_stage_early_with_a_checkpoint(setup):
-    root, _, _, runner, space, _ = setup
+def test_token_limit_ends_a_stage_early_with_a_checkpoint_and_is_never_crossed(setup):
+    root, _, _, runner, space, settings = setup
     full = runner.run_stage(None, stage(space, steps=6), str(root / "tl_full"), seed=0)
     per_step = full.cost.generated_tokens / 6
-    limit = int(2.5 * per_step)
+    worst = settings.prompts_per_step * 4 * space.defaults()["max_completion_length"]  # every completion capped
+    limit = int(2.5 * per_step + worst)
     cut = runner.run_stage(None, stage(space, steps=6), str(root / "tl_cut"), seed=0, token_limit=limit)
     assert cut.ok, cut.error
     assert 2 <= cut.cost.steps < 6 and cut.end_step == cut.cost.steps
-    assert limit <= cut.cost.generated_tokens <= limit + 2 * per_step  # stops within a step of the cap
+    assert cut.cost.generated_tokens <= limit  # never past the cap: the budget a search gives it holds
+    assert cut.cost.generated_tokens + worst > limit  # stopped because one more step could cross it
     assert check_checkpoint(cut.checkpoint)["end_step"] == cut.cost.steps
     assert _strip(cut.history) == _strip(full.history[: cut.cost.steps])  # the same run, cut short
 

@@ -229,6 +229,13 @@ class SearchRun:
             steps = max(1, round(steps * self.tree.root.params["num_generations"] / params["num_generations"]))
         return steps
 
+    def worst_step(self, params: dict) -> int:
+        """Generated tokens of one GRPO step of one draw whose completions all run to the length cap: a
+        stage's token cap stops it before a step that could cross the cap, so a cap below this would
+        let its first step cross it."""
+        return self.cfg.training.prompts_per_step * int(params["num_generations"]) * int(
+            params["max_completion_length"])
+
     def stage_tokens(self, params: dict) -> float:
         """Expected generated tokens of a full stage with ``params``."""
         return self.stage_steps(params) * self.tokens_per_step(params)
@@ -237,25 +244,28 @@ class SearchRun:
         """Give each stage its steps, shortening the last ones so that no method overspends."""
         left = self.cfg.budget.compute - self.tree.spent()
         out = []
+        draws = self.stage_draws()
         for spec in specs:
             per_step = self.tokens_per_step(spec.params)
             full = steps = self.stage_steps(spec.params)
             if steps * per_step > left:
                 steps = int(left // per_step)
-            if steps < max(1, round(MIN_STAGE_SHARE * full)):
+            if steps < max(1, round(MIN_STAGE_SHARE * full)) or steps * per_step < draws * self.worst_step(
+                    spec.params):
                 break
             left -= steps * per_step
             out.append((spec, steps))
         return out
 
-    def _token_limits(self, batch: list[Node]) -> list[int]:
+    def _token_limits(self, batch: list[Node], waiting: list[Node]) -> list[int]:
         """Hard caps that keep the batch within what is left of the budget: each stage may spend its
         expected share plus a proportional part of the slack (a stage whose completions run longer
-        than expected ends early, with its checkpoint, instead of overspending)."""
+        than expected ends early, with its checkpoint, instead of overspending). The stages ``waiting``
+        for a later batch keep their shares of what is left."""
         left = max(0, self.cfg.budget.compute - self.tree.spent())
-        expected = [n.steps * self.tokens_per_step(n.params, n.draws) for n in batch]
+        expected = [n.steps * self.tokens_per_step(n.params, n.draws) for n in batch + waiting]
         total = sum(expected) or 1.0
-        return [max(1, int(e * left / total)) for e in expected]
+        return [max(1, int(e * left / total)) for e in expected[: len(batch)]]
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -295,8 +305,9 @@ class SearchRun:
                     pending = [self._create(spec, steps) for spec, steps in fitted]
                 batch = (resumed or pending)[: self.workers]  # a resumed batch first, as it was
                 resumed = resumed[len(batch):]
+                waiting = [n for n in resumed + pending if n not in batch]
                 futures = []
-                for n, limit in zip(batch, self._token_limits(batch)):
+                for n, limit in zip(batch, self._token_limits(batch, waiting)):
                     self.record("stage_started", n.id, {"token_limit": limit})
                     parent = None if n.parent_id == ROOT else self.tree.nodes[n.parent_id].checkpoint
                     stage = node_stage(n)

@@ -72,8 +72,8 @@ class StageRunner(Protocol):
                   token_limit: int | None = None) -> StageResult:
         """Train ``stage`` from ``parent`` (a checkpoint written by an earlier stage; None means the
         base model) into ``out_dir``. Called by an executor, in a worker process. With
-        ``token_limit`` the stage ends early, checkpoint and all, once it has generated that many
-        tokens: this is how a search never overspends its budget."""
+        ``token_limit`` the stage ends early, checkpoint and all, before a step that could take it past
+        that many generated tokens: this is how a search never overspends its budget."""
 
 
 def read_stage_info(path: str | Path) -> dict[str, Any]:

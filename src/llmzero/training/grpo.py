@@ -203,7 +203,8 @@ class GRPOStageRunner:
 
 class _ApplyStage(TrainerCallback):
     """Makes the stage's settings win over what a resumed checkpoint restores, watches for NaN, and
-    ends the stage early (with a checkpoint) once it has generated ``token_limit`` tokens."""
+    ends the stage early (with a checkpoint) before a step that could take it past ``token_limit``
+    generated tokens: one whose completions all ran to the length cap."""
 
     def __init__(self, lr: float, seed: int, generated: list[int], token_limit: int | None):
         self.lr, self.seed = lr, seed
@@ -231,7 +232,8 @@ class _ApplyStage(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         self.last_step_end = _now()
-        if self.token_limit is not None and self.generated[0] >= self.token_limit:
+        worst_next = args.generation_batch_size * args.max_completion_length  # every completion capped
+        if self.token_limit is not None and self.generated[0] + worst_next > self.token_limit:
             control.should_training_stop = True
             control.should_save = True
 
