@@ -114,5 +114,5 @@ def test_a_search_on_ray_grows_the_same_tree_as_on_the_local_pool(xs_base, tmp_p
         r.close()
         trees.append(r.tree.signature())
         tests.append(summary["test_score"])
-        assert summary["nodes"] >= 4 and summary["failed"] == 0, summary
+        assert summary["nodes"] >= 3 and summary["failed"] == 0, summary  # a grown tree: see test_search
     assert trees[0] == trees[1] and tests[0] == tests[1]

@@ -78,10 +78,13 @@ def test_every_method_spends_the_same_budget(method, xs_base, tmp_path):
 
 
 def test_same_config_and_seed_give_the_same_tree(xs_base, tmp_path):
-    cfg = config(xs_base, BUDGET // 2, method="mcts")  # half the budget: about five stages, three times
+    cfg = config(xs_base, BUDGET // 2, method="mcts")  # half the budget: three or four stages, three times
     a, ra = run(cfg, tmp_path / "a", workers=2)
     b, rb = run(cfg, tmp_path / "b", workers=2)
-    assert len(ra.tree.stages()) >= 4 and ra.tree.signature() == rb.tree.signature()
+    # the root's two children and at least one grown from them (a stage whose share of what is left could
+    # not pay for one step at the length cap is not started: before, a fourth one-step stage was)
+    assert len(ra.tree.stages()) >= 3 and max(n.depth for n in ra.tree.stages()) == 2
+    assert ra.tree.signature() == rb.tree.signature()
     assert a["test_score"] == b["test_score"]
     c, rc = run({**cfg, "seed": 2}, tmp_path / "c", workers=2)
     assert rc.tree.signature() != ra.tree.signature()
