@@ -305,7 +305,8 @@ class SearchRun:
                     pending = [self._create(spec, steps) for spec, steps in fitted]
                 batch = (resumed or pending)[: self.workers]  # a resumed batch first, as it was
                 resumed = resumed[len(batch):]
-                waiting = [n for n in resumed + pending if n not in batch]
+                busy = {n.id for n in batch}
+                waiting = list({n.id: n for n in resumed + pending if n.id not in busy}.values())
                 futures = []
                 for n, limit in zip(batch, self._token_limits(batch, waiting)):
                     self.record("stage_started", n.id, {"token_limit": limit})
