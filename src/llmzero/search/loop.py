@@ -250,8 +250,8 @@ class SearchRun:
             full = steps = self.stage_steps(spec.params)
             if steps * per_step > left:
                 steps = int(left // per_step)
-            if steps < max(1, round(MIN_STAGE_SHARE * full)) or steps * per_step < draws * self.worst_step(
-                    spec.params):
+            too_short = steps < max(1, round(MIN_STAGE_SHARE * full))
+            if too_short or steps * per_step < draws * self.worst_step(spec.params):  # its cap: not one step
                 break
             left -= steps * per_step
             out.append((spec, steps))
