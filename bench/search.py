@@ -5,6 +5,7 @@
     python bench/search.py status bench/configs/full.yaml       # cells done, started, left
     python bench/search.py table                                # the README's tables from the results file
     python bench/search.py compare A.json:llmzero B.json:grid   # one method against another, paired by seed
+    python bench/search.py headroom A.json B.json C.json        # the best of all their cells against grid
 
 A benchmark config (bench/configs/*.yaml) names the tasks, seeds and methods, the experiment file
 each task starts from (``experiment: examples/{task}.yaml``), dotted ``overrides`` applied to every
@@ -834,15 +835,60 @@ def headroom(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if grid is None:
             continue
         pick = max(rs, key=lambda r: r["best_val"])  # the first in the benchmark's order on a tie
-        t = out.setdefault(task, {"seeds": [], "grid": [], "pooled": [], "methods": [], "compute": []})
+        t = out.setdefault(task, {"seeds": [], "grid": [], "pooled": [], "methods": [], "compute": [],
+                                  "cells": [], "oracle": []})
         t["seeds"].append(seed)
         t["grid"].append(grid["test_score"])
         t["pooled"].append(pick["test_score"])
         t["methods"].append(pick["method"])
+        t["cells"].append(len(rs))
+        t["oracle"].append(max(r["test_score"] for r in rs))  # chosen on test: an upper bound, not a pick
         t["compute"].append(sum(r["budget_spent"] for r in rs) / max(grid["budget_spent"], 1))
     for t in out.values():
         t["rel"] = _mean(t["pooled"]) / _mean(t["grid"]) - 1 if _mean(t["grid"]) else None
+        t["oracle_rel"] = _mean(t["oracle"]) / _mean(t["grid"]) - 1 if _mean(t["grid"]) else None
     return out
+
+
+def pooled_records(paths: list[str]) -> list[dict[str, Any]]:
+    """Every record of the results files ``paths``, for the headroom over all of them. The cells of one
+    (task, seed) must share the base model (one machine and setting: the same base test score), and
+    each (task, seed) may have one grid cell only, since the pick is measured against it."""
+    records: list[dict[str, Any]] = []
+    base: dict[tuple[str, int], tuple[Any, str]] = {}
+    grid: dict[tuple[str, int], str] = {}
+    for path in paths:
+        f = Path(path) if Path(path).is_file() else repo_path(path)
+        try:
+            recs = json.loads(f.read_text())["records"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise BenchError(f"results file {path!r} does not exist or holds no records") from None
+        for r in recs:
+            cell = (r["task"], r["seed"])
+            seen = base.setdefault(cell, (r["base_test_score"], path))
+            if seen[0] != r["base_test_score"]:
+                raise BenchError(f"{cell[0]} seed {cell[1]}: {path!r} and {seen[1]!r} do not share the base "
+                                 f"model (base test {r['base_test_score']} vs {seen[0]}): pool the files of "
+                                 "one machine")
+            if r["method"] == "grid" and grid.setdefault(cell, path) != path:
+                raise BenchError(f"{cell[0]} seed {cell[1]} has a grid cell in both {grid[cell]!r} and "
+                                 f"{path!r}: pool one grid per seed")
+        records += recs
+    return records
+
+
+def pooled_headroom(paths: list[str]) -> str:
+    """The headroom over every cell of several results files (one machine): per task, grid's mean test
+    score, the pick among all their cells on validation, and the best cell on test (an upper bound of
+    any pick among them)."""
+    rooms = headroom(pooled_records(paths))
+    lines = ["| task | seeds | cells pooled | grid test | pooled pick's test (vs grid) | best cell on test, "
+             "an upper bound (vs grid) | compute (x grid's) |", "|---|---|---|---|---|---|---|"]
+    for task, h in rooms.items():
+        lines.append(f"| {task} | {len(h['seeds'])} | {sum(h['cells'])} | {_f(_mean(h['grid']))} | "
+                     f"{_f(_mean(h['pooled']))} ({_pct(h['rel'])}) | {_f(_mean(h['oracle']))} "
+                     f"({_pct(h['oracle_rel'])}) | {_mean(h['compute']):.1f}x |")
+    return "\n".join(lines)
 
 
 def headroom_table(res: dict[str, Any]) -> list[str]:
@@ -1087,8 +1133,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("sides", nargs="+", metavar="RESULTS:METHOD",
                    help="e.g. bench/results/depth5.json:llmzero bench/results/search.json:grid (the first "
                         "against each of the others); a.json+b.json:grid joins two results files' seeds")
+    h = sub.add_parser("headroom", help="the best of every cell of several results files (one machine), "
+                                        "against grid")
+    h.add_argument("results", nargs="+", help="results files whose cells share the base models (one machine)")
     a = ap.parse_args(argv)
     try:
+        if a.cmd == "headroom":
+            print(pooled_headroom(a.results))
+            return 0
         if a.cmd == "compare":
             if len(a.sides) < 2:
                 raise BenchError("compare needs two RESULTS:METHOD or more: the first against the others")

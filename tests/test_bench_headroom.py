@@ -189,3 +189,32 @@ def test_compute_to_reach_counts_a_built_node_as_a_free_stage(tmp_path):
     assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.35) == 240  # reached by the soup
     assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.40) == 340  # by the scaled update
     assert search.compute_to_reach(tmp_path, "llmzero", 0.2, 0.42) is None
+
+
+def write(path, records):
+    path.write_text(json.dumps({"records": [{"base_test_score": 0.3, **r} for r in records]}))
+    return str(path)
+
+
+def test_headroom_pools_the_cells_of_several_results_files(tmp_path, capsys):
+    a = write(tmp_path / "a.json", [rec("t", "grid", 0, 0.40, 0.40), rec("t", "llmzero", 0, 0.42, 0.41)])
+    b = write(tmp_path / "b.json", [rec("t", "llmzero", 0, 0.45, 0.43), rec("t", "skill", 0, 0.41, 0.50)])
+    h = search.headroom(search.pooled_records([a, b]))["t"]
+    assert h["cells"] == [4] and h["pooled"] == [0.43]  # grid too; b's llmzero has the best validation score
+    assert h["oracle"] == [0.50] and h["oracle_rel"] == pytest.approx(0.25)  # chosen on test: the bound
+    assert search.main(["headroom", a, b]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| t |"))
+    assert row == "| t | 1 | 4 | 0.400 | 0.430 (+7.5%) | 0.500 (+25.0%) | 4.0x |"
+
+
+def test_headroom_refuses_other_base_models_and_two_grids(tmp_path, capsys):
+    a = write(tmp_path / "a.json", [rec("t", "grid", 0, 0.40, 0.40)])
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"records": [{**rec("t", "llmzero", 0, 0.4, 0.4), "base_test_score": 0.2}]}))
+    assert search.main(["headroom", a, str(other)]) == 2
+    assert "do not share the base model" in capsys.readouterr().err
+    b = write(tmp_path / "b.json", [rec("t", "grid", 0, 0.41, 0.41)])
+    assert search.main(["headroom", a, b]) == 2
+    assert "has a grid cell in both" in capsys.readouterr().err
+    assert search.main(["headroom", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
