@@ -5,6 +5,7 @@
     python bench/search.py status bench/configs/full.yaml       # cells done, started, left
     python bench/search.py table                                # the README's tables from the results file
     python bench/search.py compare A.json:llmzero B.json:grid   # one method against another, paired by seed
+    python bench/search.py compare A.json:llmzero@node B.json:grid  # the best node, not its final soup
     python bench/search.py headroom A.json B.json C.json        # the best of all their cells against grid
 
 A benchmark config (bench/configs/*.yaml) names the tasks, seeds and methods, the experiment file
@@ -1036,11 +1037,13 @@ def table(res: dict[str, Any]) -> str:
 
 def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
     """``RESULTS:METHOD``, where RESULTS may join several results files with ``+`` (the seeds of one
-    setting run into more than one file); a cell found in two of them is refused."""
+    setting run into more than one file); a cell found in two of them is refused. ``METHOD@node``: the
+    best node's own test score in place of its final soup's (cells run with ``search.soup``)."""
     joined, sep, method = arg.rpartition(":")
+    method, at, which = method.partition("@")
     paths = joined.split("+")
-    if not sep or not joined or not method or "" in paths:
-        raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD, e.g. "
+    if not sep or not joined or not method or "" in paths or (at and which != "node"):
+        raise BenchError(f"{arg!r} is not allowed: expected RESULTS:METHOD or RESULTS:METHOD@node, e.g. "
                          "bench/results/search.json:grid (several results files joined with +)")
     records, seen, found = [], {}, set()
     for path in paths:
@@ -1063,7 +1066,12 @@ def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
     if not records:
         raise BenchError(f"method {method!r} is not in {joined!r}: expected one of "
                          f"{', '.join(sorted(found))}")
-    return f"{'+'.join(Path(x).stem for x in paths)}:{method}", records, method
+    if at:
+        if any("best_node_test_score" not in r for r in records):
+            raise BenchError(f"{arg!r}: {method!r} in {joined!r} has cells without a final soup "
+                             "(best_node_test_score): @node needs cells run with search.soup")
+        records = [{**r, "test_score": r["best_node_test_score"]} for r in records]
+    return f"{'+'.join(Path(x).stem for x in paths)}:{method}{at}{which}", records, method
 
 
 def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
@@ -1132,7 +1140,8 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="one method of one results file against others, paired by seed")
     c.add_argument("sides", nargs="+", metavar="RESULTS:METHOD",
                    help="e.g. bench/results/depth5.json:llmzero bench/results/search.json:grid (the first "
-                        "against each of the others); a.json+b.json:grid joins two results files' seeds")
+                        "against each of the others); a.json+b.json:grid joins two results files' seeds; "
+                        "METHOD@node: the best node's test score, not its final soup's (search.soup)")
     h = sub.add_parser("headroom", help="the best of every cell of several results files (one machine), "
                                         "against grid")
     h.add_argument("results", nargs="+", help="results files whose cells share the base models (one machine)")

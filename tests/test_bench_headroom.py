@@ -121,6 +121,20 @@ def test_a_side_joins_results_files_with_plus_and_refuses_a_cell_in_two_of_them(
     assert len(err) == 2 and "t seed 1 of 'grid' is in both" in err[0] and "joined with +" in err[1]
 
 
+def test_a_side_at_node_takes_the_best_node_without_its_final_soup(tmp_path, capsys):
+    soup = {**rec("t", "llmzero", 0, 0.5, 0.45), "base_test_score": 0.3, "best_node_test_score": 0.41}
+    plain = {**rec("t", "grid", 0, 0.4, 0.40), "base_test_score": 0.3}
+    (tmp_path / "a.json").write_text(json.dumps({"records": [soup, plain]}))
+    label, records, method = search._side(f"{tmp_path / 'a.json'}:llmzero@node")
+    assert (label, method) == ("a:llmzero@node", "llmzero")
+    assert [x["test_score"] for x in records] == [0.41]
+    assert search._side(f"{tmp_path / 'a.json'}:llmzero")[1][0]["test_score"] == 0.45
+    assert search.main(["compare", f"{tmp_path / 'a.json'}:grid@node", f"{tmp_path / 'a.json'}:grid"]) == 2
+    assert search.main(["compare", f"{tmp_path / 'a.json'}:llmzero@soup", f"{tmp_path / 'a.json'}:grid"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "without a final soup" in err[0] and "RESULTS:METHOD@node" in err[1]
+
+
 def test_continue_unspent_takes_only_finished_tree_searches_that_left_budget():
     bench = search.load_bench(Path(__file__).parent.parent / "bench" / "configs" / "ci.yaml")
     left = {"budget_spent": 5000, "budget_total": 6000}
