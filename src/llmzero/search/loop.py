@@ -261,11 +261,14 @@ class SearchRun:
         """Hard caps that keep the batch within what is left of the budget: each stage may spend its
         expected share plus a proportional part of the slack (a stage whose completions run longer
         than expected ends early, with its checkpoint, instead of overspending). The stages ``waiting``
-        for a later batch keep their shares of what is left."""
+        for a later batch keep their shares of what is left. A stage trained again after a kill keeps
+        the cap it started with, so that a resumed search spends as the uninterrupted one would."""
         left = max(0, self.cfg.budget.compute - self.tree.spent())
         expected = [n.steps * self.tokens_per_step(n.params, n.draws) for n in batch + waiting]
         total = sum(expected) or 1.0
-        return [max(1, int(e * left / total)) for e in expected[: len(batch)]]
+        started = {i: p["token_limit"] for *_, i, p in self.journal.events("stage_started")
+                   if "token_limit" in p}
+        return [started.get(n.id, max(1, int(e * left / total))) for n, e in zip(batch, expected)]
 
     # -- the loop ---------------------------------------------------------------------------------------
 
