@@ -266,9 +266,7 @@ class SearchRun:
         left = max(0, self.cfg.budget.compute - self.tree.spent())
         expected = [n.steps * self.tokens_per_step(n.params, n.draws) for n in batch + waiting]
         total = sum(expected) or 1.0
-        started = {i: p["token_limit"] for *_, i, p in self.journal.events("stage_started")
-                   if "token_limit" in p}
-        return [started.get(n.id, max(1, int(e * left / total))) for n, e in zip(batch, expected)]
+        return [n.token_limit or max(1, int(e * left / total)) for n, e in zip(batch, expected)]
 
     # -- the loop ---------------------------------------------------------------------------------------
 

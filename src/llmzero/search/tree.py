@@ -52,6 +52,7 @@ class Node:
     scale: float = 1.0
     children: list[str] = field(default_factory=list)
     deleted: bool = False  # checkpoint removed by garbage collection
+    token_limit: int | None = None  # the token cap of the stage's first start (kept when trained again)
 
     def view(self) -> NodeView:
         return NodeView(id=self.id, depth=self.depth, params=dict(self.params), state=self.state.value,
@@ -101,6 +102,8 @@ class Tree:
             self.nodes[node.parent_id].children.append(node_id)
         elif kind == "stage_started":
             n.state = NodeState.RUNNING
+            if n.token_limit is None:
+                n.token_limit = payload.get("token_limit")
         elif kind == "stage_requeued":
             n.state = NodeState.PENDING
         elif kind in ("stage_finished", "stage_failed"):
