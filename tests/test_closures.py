@@ -257,3 +257,39 @@ def test_deepen_improving_dives_along_the_improving_best_node_before_the_tree_wi
         tree, ctx = setup(deepen, 3, val)
         specs = MCTS().ask(tree, 4, ctx)
         assert specs and specs[0].parent_id != "n3", (deepen, val, [s.parent_id for s in specs])
+
+
+def test_dive_branching_makes_the_dive_the_whole_batch():
+    """``search.dive_branching: 1``: the improving best node gets one child and the batch is that
+    child alone (other workers wait); a best node that did not improve gets ``branching`` children
+    and the batch fills elsewhere as before. Without ``deepen: improving`` the setting is refused."""
+    import pytest
+
+    from llmzero.config import ConfigError
+    from llmzero.search.methods.tree_search import GROW_MARGIN, BestFirst
+
+    def setup(val, dive_branching):
+        cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
+                            "search": {"depth": 3, "branching": 2, "max_children": 3, "deepen": "improving",
+                                       "dive_branching": dive_branching}})
+        tree = tree_with({"n1": 0.5, "n2": 0.45})
+        tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
+                                          "steps": 10})
+        tree.apply("stage_finished", "n3", {"val_score": val, "history": [], "checkpoint": "c"})
+        return tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE, proposer=Closer(), tokens_left=100_000.0,
+                                   stage_tokens=lambda p: 1000.0)
+
+    for method in (MCTS(), BestFirst()):
+        tree, ctx = setup(0.5 + 2 * GROW_MARGIN, 1)
+        assert [s.parent_id for s in method.ask(tree, 4, ctx)] == ["n3"], method.name
+        tree, ctx = setup(0.5 + 2 * GROW_MARGIN, 2)
+        assert [s.parent_id for s in method.ask(tree, 4, ctx)] == ["n3", "n3"], method.name
+        tree, ctx = setup(0.5 + 2 * GROW_MARGIN, None)  # off: the dive's children, then elsewhere
+        specs = method.ask(tree, 4, ctx)
+        assert [s.parent_id for s in specs[:2]] == ["n3", "n3"] and len(specs) > 2, method.name
+    tree, ctx = setup(0.5 + GROW_MARGIN / 2, 1)  # not improving: no dive, UCT fills the batch
+    specs = MCTS().ask(tree, 4, ctx)
+    assert len(specs) > 1 and specs[0].parent_id != "n3", [s.parent_id for s in specs]
+    with pytest.raises(ConfigError, match=r"search\.dive_branching=1 is not allowed with search\.deepen="):
+        parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100},
+                      "search": {"deepen": "exhausted", "dive_branching": 1}})

@@ -104,6 +104,11 @@ class SearchConfig(_Model):
         "a stage at the starting group size does (steps_per_stage x the starting num_generations / the stage's), "
         "so a child that doubles the group trains half the steps and siblings are compared at equal cost.")
     branching: int = Field(2, ge=1, le=16, description="Children proposed per expansion (K).")
+    dive_branching: int | None = Field(
+        None, ge=1, le=16, description="deepen: improving only: children of the improving best node per "
+        "expansion while the path dives, and they are the whole batch (other workers wait), so a rising curve "
+        "gets a larger share of the budget along its path (1: one stage per level instead of branching). "
+        "None: branching children, the rest of the batch elsewhere.")
     max_children: int = Field(3, ge=1, le=64, description="Most children of one node.")
     exploration: float = Field(0.3, ge=0, le=100, description="UCT exploration constant c.")
     backup: Literal["max", "mean"] = Field("max", description="How a subtree's value is backed up.")
@@ -229,6 +234,9 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
         if getattr(cfg.search, name) and cfg.search.method not in ("mcts", "skill"):
             raise ConfigError(f"{where}search.{name}=true is not allowed with search.method="
                               f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
+    if cfg.search.dive_branching is not None and cfg.search.deepen != "improving":
+        raise ConfigError(f"{where}search.dive_branching={cfg.search.dive_branching} is not allowed with "
+                          f"search.deepen={cfg.search.deepen!r}: it applies to search.deepen='improving' only")
     if cfg.llm.curves and cfg.llm.backend == "llama":
         raise ConfigError(f"{where}llm.curves=true is not allowed with llm.backend='llama': the embedded model "
                           "reads text only (use the openai backend with a vision-capable model)")

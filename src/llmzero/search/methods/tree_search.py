@@ -50,7 +50,10 @@ class _Expander:
     depth and its stage improved on its parent's validation score (by ``GROW_MARGIN``) while a whole
     stage of budget is left: the curve is still rising where the search is best, so that path trains
     longer instead of the budget going to a wider tree. That node is grown first (``_dive_target``),
-    before the tree widens, so a path dives for as long as its curve rises.
+    before the tree widens, so a path dives for as long as its curve rises. With
+    ``search.dive_branching`` that node gets that many children, and they are the whole batch: with
+    one, the path grows a stage per batch rather than a stage per ``branching`` stages, a larger share
+    of the budget along the rising path at the cost of idle workers.
     """
 
     def _target(self, tree: Tree, ctx: SearchContext, planned: dict[str, int],
@@ -112,11 +115,13 @@ class _Expander:
         specs: list[StageSpec] = []
         planned: dict[str, int] = {}
         while len(specs) < n:
-            target = (self._backup_target(tree, ctx, planned) or self._dive_target(tree, ctx, planned)
-                      or self._target(tree, ctx, planned, specs))
+            dive = self._dive_target(tree, ctx, planned)
+            narrow = dive is not None and ctx.cfg.search.dive_branching is not None
+            target = (self._backup_target(tree, ctx, planned) or dive or self._target(tree, ctx, planned, specs))
             if target is None:
                 break
-            k = min(ctx.cfg.search.branching, n - len(specs), _room(tree, target, ctx, planned))
+            width = ctx.cfg.search.dive_branching if narrow and target == dive else ctx.cfg.search.branching
+            k = min(width, n - len(specs), _room(tree, target, ctx, planned))
             new = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
             if not new:  # the agent stopped this branch: look elsewhere
                 planned[target] = planned.get(target, 0) + ctx.cfg.search.max_children
@@ -126,6 +131,8 @@ class _Expander:
             if len(kept) < len(new):  # the budget keeps the rest for the best path: no more here this round
                 planned[target] += ctx.cfg.search.max_children
             specs += kept
+            if narrow and target == dive and kept:
+                break  # search.dive_branching: the dive's children are the batch
         return specs
 
     def _affordable(self, tree: Tree, ctx: SearchContext, planned: dict[str, int], specs: list[StageSpec],
