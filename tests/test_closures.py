@@ -4,8 +4,10 @@ reopen either, it deepens."""
 
 import random
 
+import pytest
+
 from llmzero.agents._base import Proposal
-from llmzero.config import parse_config
+from llmzero.config import ConfigError, parse_config
 from llmzero.search.methods import SearchContext
 from llmzero.search.methods.tree_search import MCTS
 from llmzero.search.tree import Tree
@@ -263,9 +265,6 @@ def test_dive_branching_makes_the_dive_the_whole_batch():
     """``search.dive_branching: 1``: the improving best node gets one child and the batch is that
     child alone (other workers wait); a best node that did not improve gets ``branching`` children
     and the batch fills elsewhere as before. Without ``deepen: improving`` the setting is refused."""
-    import pytest
-
-    from llmzero.config import ConfigError
     from llmzero.search.methods.tree_search import GROW_MARGIN, BestFirst
 
     def setup(val, dive_branching):
@@ -293,3 +292,38 @@ def test_dive_branching_makes_the_dive_the_whole_batch():
     with pytest.raises(ConfigError, match=r"search\.dive_branching=1 is not allowed with search\.deepen="):
         parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100},
                       "search": {"deepen": "exhausted", "dive_branching": 1}})
+
+
+def test_dive_patience_goes_on_through_a_stage_that_stalled_within_a_rising_path():
+    """``search.dive_patience: 1``: the best node n2 (depth 2) has a child n3 below it, so the dive
+    stalls; n3 still beats its grandparent n1 by ``GROW_MARGIN``, so the tree deepens from n3 and n3
+    gets its children first. Without patience, or when n3 is no better than n1, the tree does not
+    deepen and the children go elsewhere."""
+    from llmzero.search.methods.tree_search import GROW_MARGIN
+
+    def setup(patience, leaf_val):
+        cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
+                            "search": {"depth": 3, "branching": 2, "max_children": 3, "deepen": "improving",
+                                       "dive_patience": patience}})
+        tree = tree_with({"n1": 0.5, "n0": 0.45})
+        for node_id, parent, depth, val in (("n2", "n1", 2, 0.53), ("n3", "n2", 3, leaf_val)):
+            tree.apply("node_created", node_id, {"parent_id": parent, "depth": depth,
+                                                 "params": DEFAULT_SPACE.defaults(), "steps": 10})
+            tree.apply("stage_finished", node_id, {"val_score": val, "history": [], "checkpoint": f"c/{node_id}"})
+        return tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE, proposer=Closer(), tokens_left=100_000.0,
+                                   stage_tokens=lambda p: 1000.0)
+
+    tree, ctx = setup(1, 0.5 + 2 * GROW_MARGIN)
+    assert tree.best().id == "n2" and MCTS().ask(tree, 2, ctx) == []
+    (kind, _, payload), = journal(tree, ctx)
+    assert kind == "depth_extended" and payload["depth"] == 4 and payload["nodes"] == ["n3"]
+    assert "best leaf n3" in payload["reason"] and "since n1" in payload["reason"]
+    assert [s.parent_id for s in MCTS().ask(tree, 2, ctx)] == ["n3", "n3"]
+    for patience, val in ((0, 0.5 + 2 * GROW_MARGIN), (1, 0.5 + GROW_MARGIN / 2)):
+        tree, ctx = setup(patience, val)
+        specs = MCTS().ask(tree, 2, ctx)
+        assert journal(tree, ctx) == [] and tree.depth_limit is None, (patience, val)
+        assert specs and "n3" not in {s.parent_id for s in specs}, (patience, val)
+    with pytest.raises(ConfigError, match=r"search\.dive_patience=1 is not allowed with search\.deepen="):
+        parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100},
+                      "search": {"deepen": "off", "dive_patience": 1}})

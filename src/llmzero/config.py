@@ -98,6 +98,10 @@ class SearchConfig(_Model):
         "longer instead of the budget going unspent; improving: also as soon as the best node is at the full depth "
         "and still improving on its parent, and that node is grown first, so training length follows the curve; "
         "off: never (true and false mean exhausted and off).")
+    dive_patience: int = Field(
+        0, ge=0, le=5, description="deepen: improving only: stages of a dive that may stall. 0: the dive goes on "
+        "while the best node beats its parent's validation score; n: also while the best leaf at the full depth "
+        "beats one of its n + 1 nearest ancestors' (a noisy stage does not end a rising path).")
     steps_per_stage: int = Field(100, ge=1, le=100_000, description="GRPO steps of every stage.")
     stage_compute: Literal["steps", "tokens"] = Field(
         "steps", description="steps: every stage trains steps_per_stage GRPO steps; tokens: every stage costs what "
@@ -234,9 +238,11 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
         if getattr(cfg.search, name) and cfg.search.method not in ("mcts", "skill"):
             raise ConfigError(f"{where}search.{name}=true is not allowed with search.method="
                               f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
-    if cfg.search.dive_branching is not None and cfg.search.deepen != "improving":
-        raise ConfigError(f"{where}search.dive_branching={cfg.search.dive_branching} is not allowed with "
-                          f"search.deepen={cfg.search.deepen!r}: it applies to search.deepen='improving' only")
+    for name, off in (("dive_branching", None), ("dive_patience", 0)):
+        value = getattr(cfg.search, name)
+        if value != off and cfg.search.deepen != "improving":
+            raise ConfigError(f"{where}search.{name}={value} is not allowed with search.deepen="
+                              f"{cfg.search.deepen!r}: it applies to search.deepen='improving' only")
     if cfg.llm.curves and cfg.llm.backend == "llama":
         raise ConfigError(f"{where}llm.curves=true is not allowed with llm.backend='llama': the embedded model "
                           "reads text only (use the openai backend with a vision-capable model)")

@@ -80,6 +80,7 @@ class Tree:
         self.closed: set[str] = set()  # nodes the agent stopped growing (its "stop" or "backup" decision)
         self.reopened: set[str] = set()  # closed nodes the search reopened: budget left, nothing else to grow
         self.depth_limit: int | None = None  # the search's depth, once it deepened past the configured one
+        self.extended_from: list[str] = []  # the nodes the last depth extension grows, the first first
         self.draws: int | None = None  # draws per stage from now on, once search.draws_min_gain decided it
 
     # -- the only writer ----------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class Tree:
             self.reopened |= set(payload["nodes"])
         elif kind == "depth_extended":
             self.depth_limit = int(payload["depth"])
+            self.extended_from = list(payload.get("nodes") or [])
         elif kind == "draws_decided":
             self.draws = int(payload["draws"])
         elif kind == "run_finished":

@@ -17,10 +17,41 @@ def _closed(tree: Tree, ctx: SearchContext) -> set[str]:
     return (tree.closed | set(getattr(ctx.proposer, "closed", ()))) - tree.reopened
 
 
+def _beaten(tree: Tree, node: Node, stages: int = 1) -> Node | None:
+    """The nearest of ``node``'s ``stages`` nearest ancestors whose validation score it beats by
+    ``GROW_MARGIN`` (1: its parent only), or None."""
+    anc = node
+    for _ in range(stages):
+        if anc.parent_id is None:
+            return None
+        anc = tree.nodes[anc.parent_id]
+        if anc.val_score is not None and node.val_score >= anc.val_score + GROW_MARGIN:
+            return anc
+    return None
+
+
 def _improving(tree: Tree, node: Node) -> bool:
     """Whether ``node``'s stage beat its parent's validation score by ``GROW_MARGIN``."""
-    parent = tree.nodes[node.parent_id]
-    return parent.val_score is not None and node.val_score >= parent.val_score + GROW_MARGIN
+    return _beaten(tree, node) is not None
+
+
+def _dive_node(tree: Tree, ctx: SearchContext, depth: int) -> tuple[Node, Node] | None:
+    """The node at ``depth`` a dive goes on from, and the ancestor it beat: the best node if it beat
+    its parent; with ``search.dive_patience`` p, else the best leaf at ``depth`` if it beat one of its
+    p + 1 nearest ancestors (a stage that stalled within a rising path)."""
+    best, closed = tree.best(), _closed(tree, ctx)
+    if best is not None and best.depth == depth and usable(tree, best.id) and best.id not in closed:
+        anc = _beaten(tree, best)
+        if anc is not None:
+            return best, anc
+    patience = ctx.cfg.search.dive_patience
+    leaves = [n for n in tree.stages() if n.depth == depth and n.val_score is not None
+              and usable(tree, n.id) and n.id not in closed]
+    if not patience or not leaves:
+        return None
+    leaf = min(leaves, key=lambda n: (-n.val_score, int(n.id.lstrip("n"))))
+    anc = _beaten(tree, leaf, 1 + patience)
+    return (leaf, anc) if anc is not None else None
 
 
 def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int], *,
@@ -83,18 +114,20 @@ class _Expander:
 
     @staticmethod
     def _grow(tree: Tree, ctx: SearchContext) -> bool:
-        depth, best = ctx.max_depth(tree), tree.best()
-        if (ctx.cfg.search.deepen != "improving" or depth >= DEEPEST or best is None or best.depth != depth
-                or not usable(tree, best.id) or best.id in _closed(tree, ctx)):
+        depth = ctx.max_depth(tree)
+        if ctx.cfg.search.deepen != "improving" or depth >= DEEPEST:
             return False
-        if not _improving(tree, best):
+        found = _dive_node(tree, ctx, depth)
+        if found is None:
             return False
-        parent = tree.nodes[best.parent_id]
-        if ctx.stage_tokens is not None and ctx.tokens_left < ctx.stage_tokens(best.params):
+        node, anc = found
+        if ctx.stage_tokens is not None and ctx.tokens_left < ctx.stage_tokens(node.params):
             return False
-        reason = (f"the best node {best.id} is at the full depth {depth} and still improving (val "
-                  f"{parent.val_score:.3f} -> {best.val_score:.3f}): the paths may grow to {depth + 1} stages")
-        ctx.events.append(("depth_extended", None, {"depth": depth + 1, "nodes": [best.id], "reason": reason}))
+        who = "best node" if node is tree.best() else "best leaf"
+        since = "" if anc.id == node.parent_id else f" since {anc.id}"
+        reason = (f"the {who} {node.id} is at the full depth {depth} and still improving{since} (val "
+                  f"{anc.val_score:.3f} -> {node.val_score:.3f}): the paths may grow to {depth + 1} stages")
+        ctx.events.append(("depth_extended", None, {"depth": depth + 1, "nodes": [node.id], "reason": reason}))
         return True
 
     @staticmethod
@@ -156,13 +189,21 @@ class _Expander:
     def _dive_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
         """With ``deepen: improving``: the best node, if it is one stage short of the full depth, has no
         children yet and improved on its parent (by ``GROW_MARGIN``), as the node that deepened the tree
-        is. A rising curve is followed at once rather than after the tree has widened."""
-        best = tree.best()
-        if (ctx.cfg.search.deepen != "improving" or best is None or best.depth != ctx.max_depth(tree) - 1
-                or tree.trained_children(best.id) or planned.get(best.id)
-                or _room(tree, best.id, ctx, planned) <= 0):
+        is. A rising curve is followed at once rather than after the tree has widened. With
+        ``search.dive_patience``, also the leaf a stalled dive deepened from (``_dive_node``)."""
+        if ctx.cfg.search.deepen != "improving":
             return None
-        return best.id if _improving(tree, best) else None
+        depth, best = ctx.max_depth(tree), tree.best()
+        node = best if best is not None and best.depth == depth - 1 and _improving(tree, best) else None
+        patience = ctx.cfg.search.dive_patience
+        if node is None and patience and tree.extended_from and tree.extended_from[0] in tree.nodes:
+            node = tree.nodes[tree.extended_from[0]]  # the leaf a stalled dive went on from
+            if node.depth != depth - 1 or _beaten(tree, node, 1 + patience) is None:
+                node = None
+        if (node is None or tree.trained_children(node.id) or planned.get(node.id)
+                or _room(tree, node.id, ctx, planned) <= 0):
+            return None
+        return node.id
 
     @staticmethod
     def _backup_target(tree: Tree, ctx: SearchContext, planned: dict[str, int]) -> str | None:
