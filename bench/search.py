@@ -98,6 +98,16 @@ def _loader():
     return _Loader
 
 
+def _parse(text: str, what: str) -> Any:
+    """YAML as experiment files read it (1e-4 a float); a text that does not parse is a BenchError."""
+    from llmzero.strategy import yaml_problem
+
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise BenchError(f"{what}{yaml_problem(e)}") from None
+
+
 def repo_path(p: str | Path) -> Path:
     p = Path(p)
     return p if p.is_absolute() else REPO / p
@@ -108,7 +118,7 @@ def load_bench(path: str | Path, sets: list[str] | None = None) -> dict[str, Any
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"benchmark config {str(path)!r} does not exist")
-    raw = yaml.load(path.read_text(), Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    raw = _parse(path.read_text(), f"{path.name}: does not parse as YAML")
     if not isinstance(raw, dict):
         raise BenchError(f"{path.name}: expected a mapping with experiment, tasks, seeds and methods")
     unknown = set(raw) - CONFIG_KEYS
@@ -150,7 +160,7 @@ def load_bench(path: str | Path, sets: list[str] | None = None) -> dict[str, Any
         key, eq, value = s.partition("=")
         if not eq or not key:
             raise BenchError(f"--set {s!r} is not allowed: expected key=value")
-        cfg["overrides"][key] = yaml.load(value, Loader=_loader())  # noqa: S506
+        cfg["overrides"][key] = _parse(value, f"--set {s!r}: the value does not parse as YAML")
     if cfg["llm"].get("path"):
         cfg["llm"]["path"] = str(repo_path(cfg["llm"]["path"]))
     for t in cfg["tasks"]:  # every experiment parses, before any training

@@ -192,6 +192,12 @@ def test_bad_benchmark_config_is_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "search.depth=0" in r.stderr
     r = status_of(str(CI), "--out", str(tmp_path), "--set", "search.steps_per_stage=-1")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "search.steps_per_stage=-1" in r.stderr
+    bad.write_text(head + "methods: [grid]\noverrides:\n  search.depth: 1: a note\n")  # not YAML
+    r = status_of(str(bad))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "bad.yaml: does not parse as YAML at line 6, column" in r.stderr, r.stderr
+    r = status_of(str(CI), "--out", str(tmp_path), "--set", "search.depth=[1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--set 'search.depth=[1'" in r.stderr, r.stderr
     r = status_of(str(CI), "--out", str(tmp_path), "--set", "search.depth=3")
     assert r.returncode == 0 and "0 done, 0 started (will resume), 5 left of 5 cells" in r.stdout
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llmzero.strategy import _Loader
+from llmzero.strategy import _Loader, yaml_problem
 
 METHODS = ("mcts", "skill", "fixed", "grid", "random", "pbt")
 
@@ -271,9 +271,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     try:
         raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path.name}: does not parse as YAML{at}: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"{path.name}: does not parse as YAML{yaml_problem(e)}") from None
     if isinstance(raw, dict):
         apply_overrides(raw, overrides)
     return parse_config(raw, where=f"{path.name}: ")

@@ -257,14 +257,19 @@ def _read(path: str | Path) -> str:
     return path.read_text()
 
 
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """Where and why a YAML text does not parse, for a one-line error: " at line L, column C: why"."""
+    mark = getattr(e, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{at}: {problem}"
+
+
 def _parse_yaml(text: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise StrategyError(f"schedule does not parse as YAML{at}: {problem}") from None
+        raise StrategyError(f"schedule does not parse as YAML{yaml_problem(e)}") from None
 
 
 def _save_yaml(obj: dict[str, Any], path: str | Path) -> None:
