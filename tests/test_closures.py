@@ -229,6 +229,19 @@ def test_deepen_improving_grows_the_path_whose_best_node_still_improves_before_t
         assert [k for k, _, _ in journal(tree, ctx)] == [] and tree.depth_limit is None, (deepen, val, left)
 
 
+def dive_setup(val: float, **search) -> tuple[Tree, SearchContext]:
+    """Depth-1 nodes n1 (0.5) and n2 (0.45), and n3 under n1 scored ``val``; ``search`` settings over
+    depth 3, branching 2 and max_children 3, with budget for a wide tree."""
+    cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
+                        "search": {"depth": 3, "branching": 2, "max_children": 3, **search}})
+    tree = tree_with({"n1": 0.5, "n2": 0.45})
+    tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
+                                      "steps": 10})
+    tree.apply("stage_finished", "n3", {"val_score": val, "history": [], "checkpoint": "c"})
+    return tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE, proposer=Closer(), tokens_left=100_000.0,
+                               stage_tokens=lambda p: 1000.0)
+
+
 def test_deepen_improving_dives_along_the_improving_best_node_before_the_tree_widens():
     """With budget for a wide tree, the best node that deepened the tree (or, one stage short of the
     full depth, improved on its parent) gets its children first, ``branching`` of them; one that did
@@ -236,14 +249,7 @@ def test_deepen_improving_dives_along_the_improving_best_node_before_the_tree_wi
     from llmzero.search.methods.tree_search import GROW_MARGIN, BestFirst
 
     def setup(deepen, depth, val):
-        cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
-                            "search": {"depth": depth, "branching": 2, "max_children": 3, "deepen": deepen}})
-        tree = tree_with({"n1": 0.5, "n2": 0.45})
-        tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
-                                          "steps": 10})
-        tree.apply("stage_finished", "n3", {"val_score": val, "history": [], "checkpoint": "c"})
-        return tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE, proposer=Closer(), tokens_left=100_000.0,
-                                   stage_tokens=lambda p: 1000.0)
+        return dive_setup(val, deepen=deepen, depth=depth)
 
     for method in (MCTS(), BestFirst()):
         tree, ctx = setup("improving", 2, 0.5 + 2 * GROW_MARGIN)
@@ -268,15 +274,7 @@ def test_dive_branching_makes_the_dive_the_whole_batch():
     from llmzero.search.methods.tree_search import GROW_MARGIN, BestFirst
 
     def setup(val, dive_branching):
-        cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
-                            "search": {"depth": 3, "branching": 2, "max_children": 3, "deepen": "improving",
-                                       "dive_branching": dive_branching}})
-        tree = tree_with({"n1": 0.5, "n2": 0.45})
-        tree.apply("node_created", "n3", {"parent_id": "n1", "depth": 2, "params": DEFAULT_SPACE.defaults(),
-                                          "steps": 10})
-        tree.apply("stage_finished", "n3", {"val_score": val, "history": [], "checkpoint": "c"})
-        return tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE, proposer=Closer(), tokens_left=100_000.0,
-                                   stage_tokens=lambda p: 1000.0)
+        return dive_setup(val, deepen="improving", dive_branching=dive_branching)
 
     for method in (MCTS(), BestFirst()):
         tree, ctx = setup(0.5 + 2 * GROW_MARGIN, 1)
