@@ -93,6 +93,12 @@ def test_grad_norm_zeros_of_dead_groups_are_no_baseline():
 def test_reward_plateau_needs_flat_reward_and_no_val_gain():
     assert "reward_plateau" in names(path_with(reward=0.4, val=0.36))
     assert "reward_plateau" not in names(path_with(reward=0.4, val=0.45))  # val still improves
+    # a slow rise that the search's dive follows (+0.007 on the parent's 0.36) is no plateau either: the
+    # plateau remedy halves the learning rate, and at every stage of a slowly rising path that starves it
+    from llmzero.search.methods.tree_search import GROW_MARGIN
+
+    assert "reward_plateau" not in names(path_with(reward=0.4, val=0.367)) and GROW_MARGIN <= 0.007
+    assert "reward_plateau" in names(path_with(reward=0.4, val=0.363))
     assert "reward_plateau" in names((node(id="solo", history=curve(**{**HEALTHY, "reward": 0.4})),))
     f = next(f for f in diagnose(path_with(reward=0.8, val=0.36)) if f.name == "reward_plateau")
     assert f.evidence["reward"] == pytest.approx(0.8, abs=0.05) and f.severity <= 0.6

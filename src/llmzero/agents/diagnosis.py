@@ -40,7 +40,9 @@ KL_GROWTH_MIN = 0.05  # ... counted only once kl is large enough to matter
 # --- reward and val ---
 REWARD_FLAT = 0.03  # a reward change (tail minus head) smaller than this is flat
 REWARD_RISE = 0.05  # a reward change larger than this is a rise
-VAL_GAIN = 0.01  # val must beat the parent's by more than this to count as improving
+VAL_GAIN = 0.005  # val must beat the parent's by this to count as improving (the search's dive goes on at it:
+# at 0.01, stages of a slowly rising path read as plateaus, and the plateau remedy halved the learning rate
+# at every stage of a countdown dive, 1e-4 to 3e-6)
 VAL_DROP = 0.03  # val below the parent's by more than this is a fall (200 problems: SE about .035)
 REWARD_DEAD = 0.05  # a tail reward at or below this is about zero
 REWARD_WAS = 0.15  # ... and a collapse needs a reward of at least this before it
@@ -188,7 +190,7 @@ def reward_plateau(v: _View) -> Finding | None:
         return None
     head, end = v.head("reward"), v.tail("reward")
     delta, gain = end - head, v.val_gain
-    if abs(delta) >= REWARD_FLAT or (gain is not None and gain > VAL_GAIN):
+    if abs(delta) >= REWARD_FLAT or (gain is not None and gain >= VAL_GAIN):
         return None
     ev = {"reward": end, "reward_start": head}
     msg = f"reward_plateau: reward {_g(head)} -> {_g(end)}"
@@ -223,7 +225,7 @@ def length_collapse(v: _View) -> Finding | None:
         return None
     # Shorter answers that earn more are learning (the copy task dropped 4 -> 2 tokens once it emitted EOS).
     rise = (v.tail("reward") or 0.0) - (v.head("reward") or 0.0)
-    if rise >= REWARD_RISE or (v.val_gain or 0.0) > VAL_GAIN:
+    if rise >= REWARD_RISE or (v.val_gain or 0.0) >= VAL_GAIN:
         return None
     ratio = end / path0
     return Finding("length_collapse", _sev(ratio, LENGTH_COLLAPSE_RATIO, 0.1),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+from llmzero.agents.diagnosis import VAL_GAIN
 from llmzero.search.methods._base import MIN_STAGE_SHARE, SearchContext, StageSpec, propose_specs, usable
 from llmzero.search.tree import ROOT, Node, NodeState, Tree
 from llmzero.search.uct import backed_up_values, select_child
 
 DEEPEST = 50  # search.depth's own bound: deepening stops there
-GROW_MARGIN = 0.005  # deepen "improving": the best node beats its parent's validation score by this much
+GROW_MARGIN = VAL_GAIN  # deepen "improving": the best node beats its parent's validation score by this much
 
 
 def _closed(tree: Tree, ctx: SearchContext) -> set[str]:
