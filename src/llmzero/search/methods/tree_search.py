@@ -36,6 +36,13 @@ def _improving(tree: Tree, node: Node) -> bool:
     return _beaten(tree, node) is not None
 
 
+def _best_leaf(tree: Tree, depth: int, closed: set[str] = frozenset()) -> Node | None:
+    """The best scored, usable node at ``depth`` not in ``closed`` (ties: the earlier node)."""
+    leaves = [n for n in tree.stages() if n.depth == depth and n.val_score is not None
+              and usable(tree, n.id) and n.id not in closed]
+    return min(leaves, key=lambda n: (-n.val_score, int(n.id.lstrip("n"))), default=None)
+
+
 def _dive_node(tree: Tree, ctx: SearchContext, depth: int) -> tuple[Node, Node] | None:
     """The node at ``depth`` a dive goes on from, and the ancestor it beat: the best node if it beat
     its parent; with ``search.dive_patience`` p, else the best leaf at ``depth`` if it beat one of its
@@ -46,11 +53,9 @@ def _dive_node(tree: Tree, ctx: SearchContext, depth: int) -> tuple[Node, Node] 
         if anc is not None:
             return best, anc
     patience = ctx.cfg.search.dive_patience
-    leaves = [n for n in tree.stages() if n.depth == depth and n.val_score is not None
-              and usable(tree, n.id) and n.id not in closed]
-    if not patience or not leaves:
+    leaf = _best_leaf(tree, depth, closed) if patience else None
+    if leaf is None:
         return None
-    leaf = min(leaves, key=lambda n: (-n.val_score, int(n.id.lstrip("n"))))
     anc = _beaten(tree, leaf, 1 + patience)
     return (leaf, anc) if anc is not None else None
 
@@ -180,10 +185,9 @@ class _Expander:
         collection may delete every leaf at that depth and leave the rest of the budget unspent)."""
         keep = {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}, closures=False) > 0}
         depth = ctx.max_depth(tree)
-        leaves = [n for n in tree.stages()
-                  if n.depth == depth and n.val_score is not None and usable(tree, n.id)]
-        if ctx.cfg.search.deepen != "off" and depth < DEEPEST and leaves:
-            keep.add(min(leaves, key=lambda n: (-n.val_score, int(n.id.lstrip("n")))).id)
+        leaf = _best_leaf(tree, depth)
+        if ctx.cfg.search.deepen != "off" and depth < DEEPEST and leaf is not None:
+            keep.add(leaf.id)
         return keep
 
     @staticmethod
