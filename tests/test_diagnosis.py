@@ -168,3 +168,24 @@ def test_nan_rows_are_skipped():
     hist[-1] = {**hist[-1], "entropy": math.nan}
     hist[5] = {**hist[5], "entropy": math.inf}
     assert "entropy_collapse" in names((ROOT, node(tuple(hist), val=0.45)))
+
+
+def chain(*vals, reward=0.4):
+    """A path root -> n1 -> ... whose stages score ``vals`` on val (the root the first), each stage's
+    train reward flat at ``reward``."""
+    path = [NodeView(id="root", depth=0, params=DEFAULT_SPACE.defaults(), state="complete", val_score=vals[0])]
+    for i, v in enumerate(vals[1:], 1):
+        path.append(node(curve(noise=0.05, **{**HEALTHY, "reward": reward}), val=v, id=f"n{i}", depth=i))
+    return tuple(path)
+
+
+def test_reward_plateau_is_judged_over_the_last_stages_of_the_path():
+    # each stage gains .003, under the one-stage margin, but the path rose .011 over three stages
+    assert "reward_plateau" not in names(chain(0.36, 0.364, 0.368, 0.371))
+    assert "reward_plateau" not in names(chain(0.30, 0.36, 0.364, 0.368, 0.371))
+    # three stages that rose .004 in all, and a rise that lies four stages back, are a plateau
+    assert "reward_plateau" in names(chain(0.36, 0.362, 0.363, 0.364))
+    assert "reward_plateau" in names(chain(0.30, 0.36, 0.362, 0.363, 0.364))
+    # a short path is judged from its root: .008 over two stages is flat, .012 is a rise
+    assert "reward_plateau" in names(chain(0.36, 0.364, 0.368))
+    assert "reward_plateau" not in names(chain(0.36, 0.368, 0.372))

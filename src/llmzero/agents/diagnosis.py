@@ -43,6 +43,9 @@ REWARD_RISE = 0.05  # a reward change larger than this is a rise
 VAL_GAIN = 0.005  # val must beat the parent's by this to count as improving (the search's dive goes on at it:
 # at 0.01, stages of a slowly rising path read as plateaus, and the plateau remedy halved the learning rate
 # at every stage of a countdown dive, 1e-4 to 3e-6)
+VAL_RISE = 0.01  # ... or the path's val must have risen by this over its last VAL_RISE_STAGES stages: a
+VAL_RISE_STAGES = 3  # countdown dive rising .002-.004 a stage read four plateaus by the one-stage test alone
+# and halved the learning rate four times (longdive.yaml, seed 0); the default schedule rose for 12 stages
 VAL_DROP = 0.03  # val below the parent's by more than this is a fall (200 problems: SE about .035)
 REWARD_DEAD = 0.05  # a tail reward at or below this is about zero
 REWARD_WAS = 0.15  # ... and a collapse needs a reward of at least this before it
@@ -131,6 +134,13 @@ class _View:
     def val_gain(self) -> float | None:
         return None if self.val is None or self.parent_val is None else self.val - self.parent_val
 
+    def val_rise(self, stages: int) -> float | None:
+        """The node's val minus that of its ancestor ``stages`` stages up (the root on a shorter path);
+        None when either has no val."""
+        anc = self.path[max(0, len(self.path) - 1 - stages)]
+        before = _finite(anc.val_score) if anc is not self.node else None
+        return None if self.val is None or before is None else self.val - before
+
 
 Detector = Callable[[_View], Finding | None]
 
@@ -189,9 +199,11 @@ def reward_plateau(v: _View) -> Finding | None:
     if not v.enough("reward"):
         return None
     head, end = v.head("reward"), v.tail("reward")
-    delta, gain = end - head, v.val_gain
-    if abs(delta) >= REWARD_FLAT or (gain is not None and gain >= VAL_GAIN):
+    delta, gain, rise = end - head, v.val_gain, v.val_rise(VAL_RISE_STAGES)
+    if abs(delta) >= REWARD_FLAT:
         return None
+    if (gain is not None and gain >= VAL_GAIN) or (rise is not None and rise >= VAL_RISE):
+        return None  # flat reward while val still rises, over this stage or over the last few
     ev = {"reward": end, "reward_start": head}
     msg = f"reward_plateau: reward {_g(head)} -> {_g(end)}"
     if gain is not None:
