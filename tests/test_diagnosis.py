@@ -180,7 +180,7 @@ def chain(*vals, reward=0.4):
 
 
 def test_reward_plateau_is_judged_over_the_last_stages_of_the_path():
-    # each stage gains .003, under the one-stage margin, but the path rose .011 over three stages
+    # each stage gains .003-.004, under the one-stage margin, but the path rose .011 over three stages
     assert "reward_plateau" not in names(chain(0.36, 0.364, 0.368, 0.371))
     assert "reward_plateau" not in names(chain(0.30, 0.36, 0.364, 0.368, 0.371))
     # three stages that rose .004 in all, and a rise that lies four stages back, are a plateau
