@@ -132,7 +132,7 @@ class _View:
 
     @property
     def val_gain(self) -> float | None:
-        return None if self.val is None or self.parent_val is None else self.val - self.parent_val
+        return self.val_rise(1)
 
     def val_rise(self, stages: int) -> float | None:
         """The node's val minus that of its ancestor ``stages`` stages up (the root on a shorter path);
