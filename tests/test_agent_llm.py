@@ -157,6 +157,27 @@ def test_stop_and_backup_close_a_branch_that_stopped_improving(decision):
     assert "overruled" in agent.last_record["overruled"] and not agent.backup_to
 
 
+
+@pytest.mark.parametrize("vals, closes", [((0.30, 0.33, 0.35, 0.362, 0.358), False),  # +0.028 since n1
+                                          ((0.30, 0.352, 0.355, 0.36, 0.358), True)])  # +0.006 since n1
+def test_a_closure_is_overruled_while_the_path_still_rises_over_its_last_stages(vals, closes):
+    """The embedded models answered "backup" nearly always, and closed a dive's leaf that fell a little
+    below its parent on a path still rising over its last three stages, which the search had kept going
+    (the diagnosis reads no plateau there either). Such a closure is overruled; a flat path is closed."""
+    path = tuple(NodeView(f"n{i}" if i else "root", i, dict(BASE), "complete", val_score=v,
+                          history=collapsing_history() if i else ()) for i, v in enumerate(vals))
+    ctx = ProposalContext(space=SPACE, node=path[-1], path=path, best_val=max(vals), budget_left=0.5, max_depth=5)
+    answer = {"diagnosis": "d", "decision": "backup", "proposals": [
+        {"changes": {"learning_rate": 5e-5}, "rationale": "r", "expected_effect": "e"}]}
+    agent = LLMProposer(Scripted(answer))
+    out = agent.propose(ctx, 2, random.Random(0))
+    assert (out == [] and agent.closed == {"n4"} and agent.backup_to == ["n3"]) if closes else (
+        len(out) == 2 and not agent.closed and not agent.backup_to)
+    overruled = agent.last_record["overruled"]
+    assert overruled is None if closes else overruled == "backup overruled: the branch still improves (val 0.33 -> " \
+        "0.358 since n1)"
+
+
 def test_backup_makes_the_search_grow_the_parent_next():
     from llmzero.search.methods.tree_search import MCTS
     from llmzero.search.tree import Tree

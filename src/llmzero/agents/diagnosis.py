@@ -141,6 +141,16 @@ class _View:
         before = _finite(anc.val_score) if anc is not self.node else None
         return None if self.val is None or before is None else self.val - before
 
+    def risen_from(self) -> NodeView | None:
+        """The ancestor the path's val still rises from at the node: the parent if the node beat it by
+        VAL_GAIN, else the ancestor VAL_RISE_STAGES up (the root on a shorter path) if val rose VAL_RISE
+        since; None when neither."""
+        if (gain := self.val_gain) is not None and gain >= VAL_GAIN:
+            return self.parent
+        if (rise := self.val_rise(VAL_RISE_STAGES)) is not None and rise >= VAL_RISE:
+            return self.path[max(0, len(self.path) - 1 - VAL_RISE_STAGES)]
+        return None
+
 
 Detector = Callable[[_View], Finding | None]
 
@@ -199,10 +209,10 @@ def reward_plateau(v: _View) -> Finding | None:
     if not v.enough("reward"):
         return None
     head, end = v.head("reward"), v.tail("reward")
-    delta, gain, rise = end - head, v.val_gain, v.val_rise(VAL_RISE_STAGES)
+    delta, gain = end - head, v.val_gain
     if abs(delta) >= REWARD_FLAT:
         return None
-    if (gain is not None and gain >= VAL_GAIN) or (rise is not None and rise >= VAL_RISE):
+    if v.risen_from() is not None:
         return None  # flat reward while val still rises, over this stage or over the last few
     ev = {"reward": end, "reward_start": head}
     msg = f"reward_plateau: reward {_g(head)} -> {_g(end)}"
@@ -339,3 +349,9 @@ def diagnose(path: Sequence[NodeView]) -> list[Finding]:
     view = _View(path)
     found = [f for detect in DETECTORS.values() if (f := detect(view)) is not None]
     return sorted(found, key=lambda f: (-f.severity, f.name))
+
+
+def risen_from(path: Sequence[NodeView]) -> NodeView | None:
+    """The ancestor the path's val still rises from at its last node (``_View.risen_from``): the same
+    test that reads no reward plateau, for whoever weighs closing the branch."""
+    return _View(path).risen_from() if len(path) >= 2 else None

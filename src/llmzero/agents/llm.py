@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.curves import curves_png
-from llmzero.agents.diagnosis import Finding, diagnose
+from llmzero.agents.diagnosis import Finding, diagnose, risen_from
 from llmzero.agents.skill import SkillProposer, fallback_proposals
 from llmzero.llm._base import LLM, LLMReply
 from llmzero.space import Repair, Space, Value, params_key
@@ -366,11 +366,15 @@ class LLMProposer:
         self.last_picks = proposals  # what the answer proposed, kept even when the branch is closed
         overruled = None
         if decision in ("stop", "backup") and ctx.node.depth > 0:
+            # A branch that still improves is not abandoned: the node beat its parent, or the path's val
+            # rose as the diagnosis requires to read no plateau (over its last few stages). The small
+            # models answered "backup" almost always, and closed dives that the search kept going.
             parent = ctx.path[-2]
-            if (ctx.node.val_score is not None and parent.val_score is not None
-                    and ctx.node.val_score > parent.val_score):
-                overruled = f"{decision} overruled: the branch still improves (val {_g(parent.val_score)} -> " \
-                            f"{_g(ctx.node.val_score)})"
+            since = (parent if ctx.node.val_score is not None and parent.val_score is not None
+                     and ctx.node.val_score > parent.val_score else risen_from(ctx.path))
+            if since is not None:
+                overruled = f"{decision} overruled: the branch still improves (val {_g(since.val_score)} -> " \
+                            f"{_g(ctx.node.val_score)}{'' if since is parent else ' since ' + since.id})"
             else:
                 self.closed.add(ctx.node.id)
                 proposals = []
