@@ -157,7 +157,6 @@ def test_stop_and_backup_close_a_branch_that_stopped_improving(decision):
     assert "overruled" in agent.last_record["overruled"] and not agent.backup_to
 
 
-
 @pytest.mark.parametrize("vals, closes", [((0.30, 0.33, 0.35, 0.362, 0.358), False),  # +0.028 since n1
                                           ((0.30, 0.352, 0.355, 0.36, 0.358), True)])  # +0.006 since n1
 def test_a_closure_is_overruled_while_the_path_still_rises_over_its_last_stages(vals, closes):
