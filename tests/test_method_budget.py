@@ -149,3 +149,40 @@ def test_mcts_keeps_a_full_path_for_the_roots_first_children_before_any_stage_ha
     assert m._affordable(tree, ctx, {}, [], "root", [same, wide]) == [same]  # 50-30 < 2*20: no full 16-path
     ctx.tokens_left = 70
     assert m._affordable(tree, ctx, {}, [], "root", [same, wide, same]) == [same, wide]  # 70-30 >= 40 > 70-40
+
+
+def test_mcts_spends_the_end_of_its_budget_where_a_path_can_still_reach_the_best_nodes_depth():
+    """Late in the budget a node is not expanded if its child, with every stage the budget left could add
+    below it, would end short of the best node's depth: UCT's pick (the root, with a large exploration
+    constant) gives way to the deepest nodes; with budget for a whole path it stands."""
+    from llmzero.agents.skill import SkillProposer
+    from llmzero.search.methods.tree_search import MCTS
+
+    cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 1000},
+                        "search": {"depth": 4, "max_children": 3, "branching": 1, "exploration": 50.0}})
+    d = DEFAULT_SPACE.defaults()
+    tree = Tree()
+    tree.apply("root", "root", {"params": d, "val_score": 0.3})
+    for node_id, parent, depth, val in (("n1", "root", 1, 0.4), ("n2", "root", 1, 0.35), ("n3", "n1", 2, 0.45),
+                                        ("n4", "n3", 3, 0.5)):
+        tree.apply("node_created", node_id, {"parent_id": parent, "depth": depth, "params": d, "steps": 10})
+        tree.apply("stage_finished", node_id, {"val_score": val, "history": [], "checkpoint": f"c/{node_id}"})
+
+    def ctx(tokens_left):
+        return SearchContext(cfg=cfg, space=DEFAULT_SPACE, proposer=SkillProposer(), tokens_left=tokens_left,
+                             stage_tokens=lambda p: 10.0)
+
+    m = MCTS()
+    assert tree.best().id == "n4"
+    late = ctx(15)  # one stage left (the last one may be shortened): only n3 and n4 can reach depth 3
+    assert [i for i in ("root", "n1", "n2", "n3", "n4") if m._too_late(tree, late, [], i)] == ["root", "n1", "n2"]
+    two = ctx(25)
+    assert [i for i in ("root", "n1", "n2", "n3", "n4") if m._too_late(tree, two, [], i)] == ["root"]
+    planned = [StageSpec(parent_id="n4", params=d, reason="", proposed_by="test")]
+    assert m._too_late(tree, two, planned, "n1")  # what is planned is spent: 25 - 10 pays one stage
+    assert m._too_late(tree, SearchContext(cfg=cfg, space=DEFAULT_SPACE), [], "root") is False  # no cost model
+
+    assert m._target(tree, ctx(1000), {}, []) == "root"  # UCT's pick, with budget for a whole path
+    assert [s.parent_id for s in m.ask(tree, 1, ctx(1000))] == ["root"]
+    assert [s.parent_id for s in m.ask(tree, 1, late)][0] in ("n3", "n4")
+    assert [s.parent_id for s in m.ask(tree, 1, two)][0] in ("n1", "n2", "n3", "n4")
