@@ -105,3 +105,16 @@ def test_countdown_scores_answers_that_would_never_finish_as_unusable(small_size
     assert time.perf_counter() - start < 5
     assert t.score(ex, "1+2+3+4+5") == 0.05  # ordinary answers still reach the scorer: wrong numbers
     assert t.score(ex, ex.gold) == 1.0
+
+
+def test_countdown_scores_garbage_without_python_warnings(small_sizes):
+    """sympy compiles an answer such as "(1,2)(3)"; Python's SyntaxWarning about calling a tuple
+    reached the terminal of every search on countdown."""
+    import warnings
+
+    t = get_task("countdown", sizes=small_sizes)
+    ex = t.split("val")[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert t.score(ex, "(1,2)(3)") < 1.0
+    assert not [w for w in caught if issubclass(w.category, SyntaxWarning)]

@@ -7,6 +7,7 @@ nearby seeds overlap) and de-duplicated by prompt: no prompt is in two splits.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -169,7 +170,9 @@ class ReasoningGymTask:
         if self.format.strict is not None and not self.format.strict(example.entry, completion):
             return 0.0
         try:
-            return float(self._scorer.score_answer(self.format.to_answer(completion), example.entry))
+            with warnings.catch_warnings():  # sympy compiles garbage such as "(1,2)(3)": Python's
+                warnings.simplefilter("ignore", SyntaxWarning)  # SyntaxWarning about it is noise in a run
+                return float(self._scorer.score_answer(self.format.to_answer(completion), example.entry))
         except Exception:  # a scorer that chokes on garbage means the answer is wrong
             return 0.0
 
