@@ -34,9 +34,12 @@ machine it ran on, so a killed benchmark loses at most the cells in flight.
 compute_to_grid_best: for (task, seed), G is the grid cell's best validation score; a cell's value is
 the compute (generated tokens, the budget's meter) summed over its stages in the order they finished
 up to the first stage with a validation score >= G (null: never). The table also shows it as a share
-of what the grid cell spent. Wall seconds are the summary's (a resumed cell counts its last process
-only, a continued one the sum of its finished runs; the first cell of a (task, seed) also pays for
-building the base model unless it is cached).
+of what the grid cell spent. Each record keeps its val_curve (compute and val after each stage, in
+that order), so that ``compare`` can measure one file's cells against another file's grid: the
+compute at which A first reached B's best validation score, as a share of what B spent. Wall seconds
+are the summary's (a resumed cell counts its last process only, a continued one the sum of its
+finished runs; the first cell of a (task, seed) also pays for building the base model unless it is
+cached).
 
 ``run --continue-unspent`` also resumes the finished tree searches (mcts, skill) that left more than
 5% of their budget: a search that can now spend it (``search.deepen``) grows the tree it left.
@@ -50,6 +53,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -530,6 +534,7 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                         "llm_seconds": float(summary.get("llm_seconds", 0.0)),
                         "wall_seconds": summary.get("wall_seconds"), "nodes": summary.get("nodes", 0),
                         "stop_reason": summary.get("stop_reason"), "compute_to_grid_best": None,
+                        "val_curve": [] if METHODS[m] is None else [list(x) for x in stage_progress(d)],
                         "run": str(d.relative_to(out)), **(agent_choices(d) if m in LLM_METHODS else {}),
                         **_soup_fields(summary)})
     grid_best = {(r["task"], r["seed"]): r["best_val"] for r in records if r["method"] == "grid"}
@@ -1094,8 +1099,10 @@ def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
         a = {(r["task"], r["seed"]): r for r in recs_a if r["method"] == method_a and r["test_score"] is not None}
         b = {(r["task"], r["seed"]): r for r in recs_b if r["method"] == method_b and r["test_score"] is not None}
         lines += [f"{label_a} against {label_b}", "",
-                  "| task | seeds | A: mean test | B: mean test | A vs B | paired difference (95% bootstrap CI) |",
-                  "|---|---|---|---|---|---|"]
+                  "| task | seeds | A: mean test | B: mean test | A vs B "
+                  "| paired difference (95% bootstrap CI) "
+                  "| A's compute to B's best val (share of B's compute) |",
+                  "|---|---|---|---|---|---|---|"]
         for task in dict.fromkeys(t for t, _ in a):
             keys = sorted(k for k in a if k[0] == task and k in b)
             for k in keys:
@@ -1108,9 +1115,40 @@ def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
             d = [a[k]["test_score"] - b[k]["test_score"] for k in keys]
             ci = bootstrap_ci(d)
             lines.append(f"| {task} | {len(keys)} | {ma:.3f} | {mb:.3f} | {_pct(ma / mb - 1 if mb else None)} | "
-                         f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + " |")
+                         f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + " | "
+                         f"{_reach_cell([a[k] for k in keys], [b[k] for k in keys], method_b)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def reach_share(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """The compute at which cell ``a`` first reached cell ``b``'s best validation score, as a share of what
+    ``b`` spent (``a``'s val_curve: compute and val after each stage); None: never. A base cell has no
+    stages: 0 if its own val is already there."""
+    target, spent = b["best_val"], b["budget_spent"]
+    if target is None or not spent:
+        return None
+    if a.get("base_val") is not None and a["base_val"] >= target and not a["val_curve"]:
+        return 0.0
+    return next((c / spent for c, v in a["val_curve"] if v is not None and v >= target), None)
+
+
+def _reach_cell(a: list[dict[str, Any]], b: list[dict[str, Any]], method_b: str) -> str:
+    """The compare table's last column: the median over seeds of A's compute to B's best validation score
+    (a seed that never got there counts as the largest), how many seeds got there within 40% of B's
+    compute, and how many never did; with B a grid file, grid's own share to its own best beside it.
+    Cells written before the records kept their validation curves: '-'."""
+    if any("val_curve" not in x for x in a):
+        return "-"
+    shares = [reach_share(x, y) for x, y in zip(a, b)]
+    mid = statistics.median(float("inf") if x is None else x for x in shares)
+    text = (f"median {'never' if mid == float('inf') else f'{mid:.2f}'}; at most 0.40 in "
+            f"{sum(x is not None and x <= 0.4 for x in shares)} of {len(shares)}; never in "
+            f"{shares.count(None)}")
+    if method_b == "grid" and all(y.get("compute_to_grid_best") is not None and y["budget_spent"] for y in b):
+        own = statistics.median(y["compute_to_grid_best"] / y["budget_spent"] for y in b)
+        text += f" (grid's own: {own:.2f})"
+    return text
 
 
 def status(bench: dict[str, Any], out: Path) -> str:

@@ -103,6 +103,31 @@ def test_compare_pairs_two_results_files_by_seed_and_refuses_cells_of_other_base
         search.compare([("deep", deeper, "llmzero"), ("other", [r("grid", 0, 0.4, base=0.31)], "grid")])
 
 
+def test_compare_measures_the_compute_to_the_other_sides_best_val_from_the_kept_curves():
+    def r(method, seed, curve, val, spent=1000, own=None):
+        return {**rec("t", method, seed, val, val, spent), "base_test_score": 0.3, "base_val": 0.2,
+                "val_curve": curve, "compute_to_grid_best": own}
+
+    grid = [r("grid", s, [], 0.40, own=c) for s, c in ((0, 500), (1, 700), (2, 900))]
+    a = [r("llmzero", 0, [[200, 0.35], [300, None], [400, 0.41]], 0.41),   # 0.40 reached at 400: 0.40
+         r("llmzero", 1, [[100, 0.2], [600, 0.40]], 0.40),                 # at 600: 0.60
+         r("llmzero", 2, [[500, 0.39]], 0.39)]                             # never
+    assert [search.reach_share(x, y) for x, y in zip(a, grid)] == [0.4, 0.6, None]
+    row = next(x for x in search.compare([("a", a, "llmzero"), ("g", grid, "grid")]).splitlines()
+               if x.startswith("| t "))
+    assert row.endswith("| median 0.60; at most 0.40 in 1 of 3; never in 1 (grid's own: 0.70) |")
+    # two of three never: the median is never; a B that is not grid has no own share to show
+    skill = [x | {"method": "skill"} for x in grid]
+    out = search.compare([("a", a[1:] + [a[2] | {"seed": 0}], "llmzero"), ("b", skill, "skill")])
+    row = next(x for x in out.splitlines() if x.startswith("| t "))
+    assert row.endswith("| median never; at most 0.40 in 0 of 3; never in 2 |")
+    # records written before the curves were kept: no column to guess
+    old = [{k: v for k, v in x.items() if k != "val_curve"} for x in a]
+    row = next(x for x in search.compare([("o", old, "llmzero"), ("g", grid, "grid")]).splitlines()
+               if x.startswith("| t "))
+    assert row.endswith("| - |")
+
+
 def test_a_side_joins_results_files_with_plus_and_refuses_a_cell_in_two_of_them(tmp_path, capsys):
     def r(method, seed, test):
         return {**rec("t", method, seed, test, test), "base_test_score": 0.3}

@@ -2,6 +2,7 @@
 the rest with a kill -9 in the middle, a resume that trains only what was lost, a re-run that trains
 nothing, and the table with its targets and dynamics."""
 
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "search.py"
 CI = ROOT / "bench" / "configs" / "ci.yaml"
+spec = importlib.util.spec_from_file_location("bench_search", BENCH)
+search_mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(search_mod)
 METHODS = ["base", "fixed", "grid", "llmzero-noLLM", "llmzero"]
 REQUIRED = ("task", "method", "seed", "test_score", "base_test_score", "best_val", "base_val", "budget_spent",
             "budget_total", "llm_tokens", "llm_calls", "llm_seconds", "wall_seconds", "nodes",
@@ -127,6 +131,10 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     for m, x in recs.items():
         c = x["compute_to_grid_best"]
         assert c is None or 0 <= c <= x["budget_spent"]
+        # the validation curve kept in the record gives the same compute to grid's best as the journal
+        assert (x["val_curve"] == []) == (m == "base"), (m, x["val_curve"])
+        assert [c for c, _ in x["val_curve"]] == sorted(c for c, _ in x["val_curve"])
+        assert search_mod.reach_share(x, g) == (None if c is None else c / g["budget_spent"]), m
     dyn = res["dynamics"]
     assert dyn["runs"] == ["number_sorting/llmzero/seed0"] and dyn["paths"] >= 1
     assert {p["name"] for p in dyn["parameters"]} >= {"learning_rate", "max_completion_length"}
