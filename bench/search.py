@@ -430,15 +430,18 @@ def stage_progress(d: Path) -> list[tuple[int, float | None]]:
     return out
 
 
-def compute_to_reach(d: Path, method: str, base_val: float | None, target: float | None) -> int | None:
+def first_reach(curve: list, method: str, base_val: float | None, target: float | None) -> int | None:
+    """The compute after the first stage of ``curve`` ((compute, val) pairs) whose val is at least
+    ``target``; None: never. The base model has no stages: 0 if its own val is already there."""
     if target is None:
         return None
     if METHODS[method] is None:
         return 0 if base_val is not None and base_val >= target else None
-    for compute, val in stage_progress(d):
-        if val is not None and val >= target:
-            return compute
-    return None
+    return next((compute for compute, val in curve if val is not None and val >= target), None)
+
+
+def compute_to_reach(d: Path, method: str, base_val: float | None, target: float | None) -> int | None:
+    return first_reach(stage_progress(d) if METHODS[method] is not None else [], method, base_val, target)
 
 
 def cpu() -> dict[str, Any]:
@@ -539,8 +542,8 @@ def collect(bench: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                         **_soup_fields(summary)})
     grid_best = {(r["task"], r["seed"]): r["best_val"] for r in records if r["method"] == "grid"}
     for r in records:
-        r["compute_to_grid_best"] = compute_to_reach(out / r["run"], r["method"], r["base_val"],
-                                                     grid_best.get((r["task"], r["seed"])))
+        r["compute_to_grid_best"] = first_reach(r["val_curve"], r["method"], r["base_val"],
+                                                grid_best.get((r["task"], r["seed"])))
     return records
 
 
@@ -1125,12 +1128,8 @@ def reach_share(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     """The compute at which cell ``a`` first reached cell ``b``'s best validation score, as a share of what
     ``b`` spent (``a``'s val_curve: compute and val after each stage); None: never. A base cell has no
     stages: 0 if its own val is already there."""
-    target, spent = b["best_val"], b["budget_spent"]
-    if target is None or not spent:
-        return None
-    if a.get("base_val") is not None and a["base_val"] >= target and not a["val_curve"]:
-        return 0.0
-    return next((c / spent for c, v in a["val_curve"] if v is not None and v >= target), None)
+    c = first_reach(a["val_curve"], a["method"], a.get("base_val"), b["best_val"])
+    return None if c is None or not b["budget_spent"] else c / b["budget_spent"]
 
 
 def _reach_cell(a: list[dict[str, Any]], b: list[dict[str, Any]], method_b: str) -> str:
