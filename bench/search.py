@@ -711,6 +711,8 @@ class Stats:
         """Per seed: compute to grid's best as a share of grid's compute (None: never reached)."""
         out = []
         for r in self.by.get((task, method), []):
+            if r.get("to_grid_unknown"):  # a joined file's record older than the curves: not measured
+                continue
             g = self.grid_spent.get((task, r["seed"]))
             c = r["compute_to_grid_best"]
             out.append(None if c is None or not g else c / g)
@@ -869,6 +871,18 @@ def headroom(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def read_results(path: str) -> dict[str, Any]:
+    """A results file (a path, or one relative to the repository), with its records."""
+    f = Path(path) if Path(path).is_file() else repo_path(path)
+    try:
+        res = json.loads(f.read_text())
+        if not isinstance(res["records"], list):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BenchError(f"results file {path!r} does not exist or holds no records") from None
+    return res
+
+
 def pooled_records(paths: list[str]) -> list[dict[str, Any]]:
     """Every record of the results files ``paths``, for the headroom over all of them. The cells of one
     (task, seed) must share the base model (one machine and setting: the same base test score), and
@@ -877,11 +891,7 @@ def pooled_records(paths: list[str]) -> list[dict[str, Any]]:
     base: dict[tuple[str, int], tuple[Any, str]] = {}
     grid: dict[tuple[str, int], str] = {}
     for path in paths:
-        f = Path(path) if Path(path).is_file() else repo_path(path)
-        try:
-            recs = json.loads(f.read_text())["records"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise BenchError(f"results file {path!r} does not exist or holds no records") from None
+        recs = read_results(path)["records"]
         for r in recs:
             cell = (r["task"], r["seed"])
             seen = base.setdefault(cell, (r["base_test_score"], path))
@@ -894,6 +904,83 @@ def pooled_records(paths: list[str]) -> list[dict[str, Any]]:
                                  f"{path!r}: pool one grid per seed")
         records += recs
     return records
+
+
+def merged_results(paths: list[str]) -> dict[str, Any]:
+    """One results object for ``table`` from several results files of one machine (a benchmark setting
+    whose methods ran in more than one file): their records, a cell (task, method, seed) in one file
+    only, the cells of a seed sharing the base model and one grid cell (``pooled_records``); the
+    methods in the benchmark's order and the tasks in the files' order.
+
+    Compute to grid's best is measured against the grid cell of the same seed, in whichever file it
+    is: from the record's validation curve, or, for records older than the curves, as its own run
+    measured it where that run had the grid cell; other records get none (``to_grid_unknown``: the
+    table prints '-', not 'never'). A seed without a base cell gets one from the base scores its cells
+    record: the same model, scored on the same splits by every cell of the seed. The dynamics stay
+    per file (``dynamics_by_file``: those with llmzero runs); what a stage adds is pooled."""
+    if len(paths) < 2:
+        raise BenchError("joining results files needs two or more: A.json+B.json")
+    files = [(path, read_results(path)) for path in paths]
+    records = pooled_records(paths)  # the base-model and one-grid checks
+    origin, seen = [], {}
+    for path, res in files:
+        for r in res["records"]:
+            cell = (r["task"], r["method"], r["seed"])
+            if cell in seen:
+                raise BenchError(f"{cell[0]} seed {cell[2]} of {cell[1]!r} is in both {seen[cell]!r} and "
+                                 f"{path!r}: join results files that hold different cells")
+            seen[cell] = path
+            origin.append(path)
+    cpus = {res["machine"].get("cpu_model") for _, res in files if res.get("machine")} - {None}
+    if len(cpus) > 1:
+        raise BenchError(f"the results files ran on {len(cpus)} CPUs ({'; '.join(sorted(cpus))}): join the "
+                         "files of one machine")
+    grid = {(r["task"], r["seed"]): (r, path) for r, path in zip(records, origin) if r["method"] == "grid"}
+    merged = []
+    for r, path in zip(records, origin):
+        r = dict(r)
+        g = grid.get((r["task"], r["seed"]))
+        if g is None:
+            pass
+        elif "val_curve" in r:
+            r["compute_to_grid_best"] = first_reach(r["val_curve"], r["method"], r.get("base_val"),
+                                                    g[0]["best_val"])
+        elif g[1] != path:
+            r["compute_to_grid_best"], r["to_grid_unknown"] = None, True
+        merged.append(r)
+    for task, seed in dict.fromkeys((r["task"], r["seed"]) for r in records):
+        if any(r["method"] == "base" and (r["task"], r["seed"]) == (task, seed) for r in merged):
+            continue
+        r = next(r for r in merged if (r["task"], r["seed"]) == (task, seed))
+        g = grid.get((task, seed))
+        merged.append({"task": task, "method": "base", "seed": seed, "test_score": r["base_test_score"],
+                       "base_test_score": r["base_test_score"], "best_val": r.get("base_val"),
+                       "base_val": r.get("base_val"), "budget_spent": 0, "budget_total": r.get("budget_total"),
+                       "llm_tokens": 0, "llm_calls": 0, "llm_seconds": 0.0, "wall_seconds": None, "nodes": 0,
+                       "val_curve": [], "compute_to_grid_best": first_reach(
+                           [], "base", r.get("base_val"), g[0]["best_val"] if g else None)})
+    methods = [m for m in METHODS if any(r["method"] == m for r in merged)]
+    tasks = list(dict.fromkeys([t for _, res in files for t in res.get("config", {}).get("tasks", [])]
+                               + [r["task"] for r in merged]))
+    gains: dict[tuple[int, bool], dict[str, Any]] = {}
+    for _, res in files:
+        for row in res.get("stage_gains") or []:
+            g = gains.setdefault((row["depth"], row["capacity_raised"]), {
+                "depth": row["depth"], "capacity_raised": row["capacity_raised"], "stages": 0, "gain": 0.0,
+                "tokens": 0.0, "best_of": 0})
+            g["stages"] += row["stages"]
+            g["gain"] += row["mean_gain"] * row["stages"]
+            g["tokens"] += row["mean_tokens"] * row["stages"]
+            g["best_of"] += row["best_of"]
+    return {"machine": files[0][1].get("machine"),
+            "files": [{"path": path, "commit": (res.get("machine") or {}).get("llmzero_commit"),
+                       "date": (res.get("machine") or {}).get("date")} for path, res in files],
+            "config": {"tasks": tasks, "methods": methods}, "records": merged,
+            "dynamics_by_file": [(path, res["dynamics"]) for path, res in files if res.get("dynamics")
+                                 and any(r["method"] == "llmzero" for r in res["records"])],
+            "stage_gains": [{"depth": g["depth"], "capacity_raised": g["capacity_raised"], "stages": g["stages"],
+                             "mean_gain": g["gain"] / g["stages"], "mean_tokens": g["tokens"] / g["stages"],
+                             "best_of": g["best_of"]} for _, g in sorted(gains.items())]}
 
 
 def pooled_headroom(paths: list[str]) -> str:
@@ -977,8 +1064,11 @@ def table(res: dict[str, Any]) -> str:
     out = [f"machine: {m['processor']}{cpu_}, {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}, "
            f"torch {m['torch']}{', GPU ' + m['gpu'] if m.get('gpu') else ''}; llmzero "
            f"{(m.get('llmzero_commit') or '?')[:10]}{' (modified)' if m.get('llmzero_dirty') else ''}; "
-           f"{m['date']}",
-           ""]
+           f"{m['date']}"]
+    if res.get("files"):
+        out.append("results files joined: " + "; ".join(
+            f"{f['path']} (llmzero {(f['commit'] or '?')[:10]}, {f['date'] or '?'})" for f in res["files"]))
+    out.append("")
     for task in cfg["tasks"]:
         out += [f"### {task}", "",
                 "| method | test (mean ± std, seeds) | vs base | vs grid | compute spent | compute to grid's "
@@ -993,21 +1083,22 @@ def table(res: dict[str, Any]) -> str:
             sd = _std(xs)
             spent = _mean([r["budget_spent"] for r in rs])
             total = _mean([r["budget_total"] or 0 for r in rs])
-            reached = [r["compute_to_grid_best"] for r in rs if r["compute_to_grid_best"] is not None]
+            measured = [r for r in rs if not r.get("to_grid_unknown")]
+            reached = [r["compute_to_grid_best"] for r in measured if r["compute_to_grid_best"] is not None]
             shares = [x for x in st.shares(task, method) if x is not None]
-            if not any((task, r["seed"]) in st.grid_spent for r in rs):
+            if not any((task, r["seed"]) in st.grid_spent for r in measured):
                 to_grid = "-"
             elif reached:
-                to_grid = (f"{_mean(reached):,.0f} ({_f(_mean(shares), 2)}; {len(reached)}/{len(rs)} seeds)")
+                to_grid = (f"{_mean(reached):,.0f} ({_f(_mean(shares), 2)}; {len(reached)}/{len(measured)} seeds)")
             else:
-                to_grid = f"never (0/{len(rs)} seeds)"
+                to_grid = f"never (0/{len(measured)} seeds)"
             vs_grid = "-" if method == "grid" else _pct(st.rel(task, method, "grid"))
             tokens = _mean([r["llm_tokens"] for r in rs])
             llm_s = _mean([r["llm_seconds"] for r in rs])
-            wall = _mean([r["wall_seconds"] or 0 for r in rs])
+            walls = [r["wall_seconds"] for r in rs if r["wall_seconds"] is not None]
             out.append(f"| {method} | {_f(_mean(xs))} ± {_f(sd)} ({len(xs)}) "
                        f"| {_pct(st.rel_base(task, method))} | {vs_grid} | {spent:,.0f} of {total:,.0f} "
-                       f"| {to_grid} | {tokens:,.0f} | {llm_s:.1f} | {_f(wall, 1)} |")
+                       f"| {to_grid} | {tokens:,.0f} | {llm_s:.1f} | {_f(_mean(walls), 1)} |")
         out.append("")
     out += ["Test: greedy accuracy on the test split of the best node by validation (mean over seeds, "
             "sample std). vs base: mean over seeds of test / base test - 1; vs grid: test mean / grid's test "
@@ -1025,14 +1116,23 @@ def table(res: dict[str, Any]) -> str:
     out += gains_table(res)
     out += agent_table(res)
     out += ["", "### Parameter dynamics of the LLMZero runs", ""]
-    dyn = res.get("dynamics")
-    if not dyn:
+    sources = res["dynamics_by_file"] if "dynamics_by_file" in res else [(None, res.get("dynamics"))]
+    sources = [(path, dyn) for path, dyn in sources if dyn]
+    if not sources:
         out.append("no finished llmzero run with a scored stage yet")
-        return "\n".join(out)
-    out += [f"Pooled over {dyn['paths']} paths (the best and the top {dyn['top_k']} of each) of "
-            f"{len(dyn['runs'])} run(s); means over the paths that change the parameter.", "",
-            "| parameter | role | monotonicity | oscillation | paths that changed it | class | expected "
-            "| matches the paper? |", "|---|---|---|---|---|---|---|---|"]
+    for path, dyn in sources:
+        if path is not None:
+            out += [f"From {path}:", ""]
+        out += _dynamics_lines(dyn) + [""]
+    return "\n".join(out).rstrip("\n")
+
+
+def _dynamics_lines(dyn: dict[str, Any]) -> list[str]:
+    """The pooled parameter dynamics of one results file's llmzero runs: a table and the verdict."""
+    out = [f"Pooled over {dyn['paths']} paths (the best and the top {dyn['top_k']} of each) of "
+           f"{len(dyn['runs'])} run(s); means over the paths that change the parameter.", "",
+           "| parameter | role | monotonicity | oscillation | paths that changed it | class | expected "
+           "| matches the paper? |", "|---|---|---|---|---|---|---|---|"]
     for p in dyn["parameters"]:
         answer = {"match": "yes", "mismatch": "no"}.get(p["verdict"], p["verdict"])
         out.append(f"| {p['name']} | {p['role']} | {_f(p['monotonicity'], 2)} | {_f(p['oscillation'], 2)} "
@@ -1043,8 +1143,7 @@ def table(res: dict[str, Any]) -> str:
     verdict = ("nothing to judge: no parameter changed along the analysed paths" if s["holds"] is None else
                f"the paper's pattern (capacity monotone, regularization oscillating) "
                f"{'holds' if s['holds'] else 'does NOT hold'}")
-    out += ["", f"verdict: {verdict} ({counts})"]
-    return "\n".join(out)
+    return out + ["", f"verdict: {verdict} ({counts})"]
 
 
 # -- status --------------------------------------------------------------------------------------------
@@ -1182,8 +1281,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("config")
     s.add_argument("--out", type=Path, default=DEFAULT_OUT)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    t = sub.add_parser("table", help="the markdown tables and targets from a results file")
-    t.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    t = sub.add_parser("table", help="the markdown tables and targets from a results file, or from several "
+                                     "of one machine joined with +")
+    t.add_argument("--results", default=str(DEFAULT_RESULTS),
+                   help="a results file, or A.json+B.json: the methods of one setting run into several files")
     c = sub.add_parser("compare", help="one method of one results file against others, paired by seed")
     c.add_argument("sides", nargs="+", metavar="RESULTS:METHOD",
                    help="e.g. bench/results/depth5.json:llmzero bench/results/search.json:grid (the first "
@@ -1203,10 +1304,16 @@ def main(argv: list[str] | None = None) -> int:
             print(compare([_side(x) for x in a.sides]))
             return 0
         if a.cmd == "table":
-            if not a.results.is_file():
-                raise BenchError(f"results file {str(a.results)!r} does not exist: run "
-                                 "`bench/search.py run` first")
-            print(table(json.loads(a.results.read_text())))
+            paths = a.results.split("+")
+            if "" in paths:
+                raise BenchError(f"--results {a.results!r} is not allowed: expected a results file or "
+                                 "several joined with +, e.g. A.json+B.json")
+            if len(paths) > 1:
+                print(table(merged_results(paths)))
+                return 0
+            if not Path(a.results).is_file():
+                raise BenchError(f"results file {a.results!r} does not exist: run `bench/search.py run` first")
+            print(table(json.loads(Path(a.results).read_text())))
             return 0
         from llmzero.runtime import configure_process
 

@@ -257,3 +257,75 @@ def test_headroom_refuses_other_base_models_and_two_grids(tmp_path, capsys):
     assert "has a grid cell in both" in capsys.readouterr().err
     assert search.main(["headroom", str(tmp_path / "missing.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def full(task, method, seed, val, test, curve=None, spent=1000, own=None):
+    """A record as `collect` writes it (``curve``: None for files older than the kept curves)."""
+    r = {**rec(task, method, seed, val, test, spent), "base_test_score": 0.30 + seed / 100, "base_val": 0.25,
+         "budget_total": 1000, "llm_tokens": 0, "llm_calls": 0, "llm_seconds": 0.0, "wall_seconds": 10.0,
+         "nodes": 3, "compute_to_grid_best": own}
+    return r if curve is None else r | {"val_curve": curve}
+
+
+def results_file(path, records, *, cpu="CPU A", dynamics=None, gains=()):
+    machine = {"processor": "x86_64", "cpu_count": 2, "platform": "p", "python": "3.11", "torch": "2",
+               "cpu_model": cpu, "cpu_capability": "AVX2", "cpu_flags": ["avx2"], "llmzero_commit": "abc",
+               "date": "2026-12-04"}
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    path.write_text(json.dumps({"machine": machine, "config": {"tasks": tasks, "methods": []},
+                                "records": records, "dynamics": dynamics, "stage_gains": list(gains)}))
+    return str(path)
+
+
+def test_table_joins_the_results_files_of_one_setting_and_measures_compute_across_them(tmp_path, capsys):
+    dyn = {"runs": ["t/llmzero/seed0"], "top_k": 3, "paths": 2,
+           "parameters": [{"name": "learning_rate", "role": "regularization", "monotonicity": 0.5,
+                           "oscillation": 1.0, "changed": 2, "paths": 2, "class": "oscillating",
+                           "expected": "oscillating", "verdict": "match"}],
+           "summary": {"matched": 1, "mismatched": 0, "unchanged": 0, "holds": True}}
+    grid = results_file(tmp_path / "grid.json", [
+        full("t", "grid", 0, 0.40, 0.40, [[500, 0.40], [1000, 0.38]], own=500),
+        full("t", "grid", 1, 0.50, 0.45, [[800, 0.50]], own=800)],
+        gains=[{"depth": 1, "capacity_raised": False, "stages": 2, "mean_gain": 0.10, "mean_tokens": 100,
+                "best_of": 1}])
+    ours = results_file(tmp_path / "ours.json", [
+        full("t", "llmzero", 0, 0.42, 0.44, [[300, 0.41], [600, 0.42]]),  # reaches grid's 0.40 at 300
+        full("t", "llmzero", 1, 0.49, 0.47, [[300, 0.45], [900, 0.49]])],  # never reaches grid's 0.50
+        dynamics=dyn, gains=[{"depth": 1, "capacity_raised": False, "stages": 1, "mean_gain": 0.04,
+                              "mean_tokens": 400, "best_of": 1}])
+    old = results_file(tmp_path / "old.json", [full("t", "skill", 0, 0.41, 0.39), full("t", "skill", 1, 0.5, 0.5)])
+    res = search.merged_results([grid, ours, old])
+    assert res["config"] == {"tasks": ["t"], "methods": ["base", "grid", "skill", "llmzero"]}
+    by = {(r["method"], r["seed"]): r for r in res["records"]}
+    assert by["llmzero", 0]["compute_to_grid_best"] == 300 and by["llmzero", 1]["compute_to_grid_best"] is None
+    assert by["grid", 0]["compute_to_grid_best"] == 500  # its own curve: grid's own
+    assert by["skill", 0].get("to_grid_unknown") and by["skill", 0]["compute_to_grid_best"] is None
+    # the base cell from the base scores the cells record: 0.30 + seed / 100
+    assert by["base", 1]["test_score"] == 0.31 and by["base", 1]["budget_spent"] == 0
+    assert res["stage_gains"] == [{"depth": 1, "capacity_raised": False, "stages": 3, "mean_gain": pytest.approx(0.08),
+                                   "mean_tokens": 200, "best_of": 2}]
+    assert search.main(["table", "--results", f"{grid}+{ours}+{old}"]) == 0
+    out = capsys.readouterr().out
+    rows = {}
+    for x in out.split("### Targets")[0].splitlines():  # the method table's rows
+        rows.setdefault(x.split(" | ")[0], x)
+    assert rows["| llmzero"].startswith("| llmzero | 0.455 ± 0.021 (2) |")
+    assert "| 300 (0.30; 1/2 seeds) |" in rows["| llmzero"]
+    assert "| 650 (0.65; 2/2 seeds) |" in rows["| grid"]
+    assert rows["| skill"].split(" | ")[5] == "-"  # not measured, not "never"
+    assert rows["| base"].startswith("| base | 0.305 ± 0.007 (2) | +0.0% |") and rows["| base"].endswith("| - |")
+    assert "results files joined: " in out and f"From {ours}:" in out and "| learning_rate |" in out
+    assert "reached on 1 of 2 seed(s)" in out  # the 40% target reads the measured shares
+
+
+def test_table_refuses_joined_files_that_are_not_one_setting(tmp_path, capsys):
+    a = results_file(tmp_path / "a.json", [full("t", "grid", 0, 0.4, 0.4)])
+    same = results_file(tmp_path / "same.json", [full("t", "llmzero", 0, 0.4, 0.4), full("t", "llmzero", 0, 0.5, 0.5)])
+    other_cpu = results_file(tmp_path / "cpu.json", [full("t", "llmzero", 0, 0.4, 0.4)], cpu="CPU B")
+    other_base = results_file(tmp_path / "base.json", [{**full("t", "llmzero", 0, 0.4, 0.4), "base_test_score": 0.2}])
+    for joined, says in ((f"{a}+{same}", "'llmzero' is in both"), (f"{a}+{other_cpu}", "ran on 2 CPUs"),
+                         (f"{a}+{other_base}", "do not share the base model"), (f"{a}+", "is not allowed"),
+                         (f"{a}+{tmp_path / 'missing.json'}", "does not exist")):
+        assert search.main(["table", "--results", joined]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], (joined, err)
