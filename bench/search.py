@@ -884,15 +884,20 @@ def read_results(path: str) -> dict[str, Any]:
 
 
 def pooled_records(paths: list[str]) -> list[dict[str, Any]]:
-    """Every record of the results files ``paths``, for the headroom over all of them. The cells of one
-    (task, seed) must share the base model (one machine and setting: the same base test score), and
-    each (task, seed) may have one grid cell only, since the pick is measured against it."""
-    records: list[dict[str, Any]] = []
+    """Every record of the results files ``paths``, for the headroom over all of them (``_pool``)."""
+    return [r for r, _ in _pool([(path, read_results(path)) for path in paths])]
+
+
+def _pool(files: list[tuple[str, dict[str, Any]]]) -> list[tuple[dict[str, Any], str]]:
+    """Every record of the read results ``files`` ((path, results) pairs), with the path it came from.
+    The cells of one (task, seed) must share the base model (one machine and setting: the same base test
+    score), and each (task, seed) may have one grid cell only, since picks and compute are measured
+    against it."""
+    pooled: list[tuple[dict[str, Any], str]] = []
     base: dict[tuple[str, int], tuple[Any, str]] = {}
     grid: dict[tuple[str, int], str] = {}
-    for path in paths:
-        recs = read_results(path)["records"]
-        for r in recs:
+    for path, res in files:
+        for r in res["records"]:
             cell = (r["task"], r["seed"])
             seen = base.setdefault(cell, (r["base_test_score"], path))
             if seen[0] != r["base_test_score"]:
@@ -902,8 +907,8 @@ def pooled_records(paths: list[str]) -> list[dict[str, Any]]:
             if r["method"] == "grid" and grid.setdefault(cell, path) != path:
                 raise BenchError(f"{cell[0]} seed {cell[1]} has a grid cell in both {grid[cell]!r} and "
                                  f"{path!r}: pool one grid per seed")
-        records += recs
-    return records
+            pooled.append((r, path))
+    return pooled
 
 
 def merged_results(paths: list[str]) -> dict[str, Any]:
@@ -921,37 +926,33 @@ def merged_results(paths: list[str]) -> dict[str, Any]:
     if len(paths) < 2:
         raise BenchError("joining results files needs two or more: A.json+B.json")
     files = [(path, read_results(path)) for path in paths]
-    records = pooled_records(paths)  # the base-model and one-grid checks
-    origin, seen = [], {}
-    for path, res in files:
-        for r in res["records"]:
-            cell = (r["task"], r["method"], r["seed"])
-            if cell in seen:
-                raise BenchError(f"{cell[0]} seed {cell[2]} of {cell[1]!r} is in both {seen[cell]!r} and "
-                                 f"{path!r}: join results files that hold different cells")
-            seen[cell] = path
-            origin.append(path)
+    pooled = _pool(files)  # the base-model and one-grid checks
+    seen: dict[tuple[str, str, int], str] = {}
+    for r, path in pooled:
+        cell = (r["task"], r["method"], r["seed"])
+        if cell in seen:
+            raise BenchError(f"{cell[0]} seed {cell[2]} of {cell[1]!r} is in both {seen[cell]!r} and "
+                             f"{path!r}: join results files that hold different cells")
+        seen[cell] = path
     cpus = {res["machine"].get("cpu_model") for _, res in files if res.get("machine")} - {None}
     if len(cpus) > 1:
         raise BenchError(f"the results files ran on {len(cpus)} CPUs ({'; '.join(sorted(cpus))}): join the "
                          "files of one machine")
-    grid = {(r["task"], r["seed"]): (r, path) for r, path in zip(records, origin) if r["method"] == "grid"}
-    merged = []
-    for r, path in zip(records, origin):
-        r = dict(r)
-        g = grid.get((r["task"], r["seed"]))
-        if g is None:
-            pass
-        elif "val_curve" in r:
+    grid = {(r["task"], r["seed"]): (r, path) for r, path in pooled if r["method"] == "grid"}
+    merged, first = [], {}
+    for r, path in pooled:
+        r, g = dict(r), grid.get((r["task"], r["seed"]))
+        if g is not None and "val_curve" in r:
             r["compute_to_grid_best"] = first_reach(r["val_curve"], r["method"], r.get("base_val"),
                                                     g[0]["best_val"])
-        elif g[1] != path:
+        elif g is not None and g[1] != path:
             r["compute_to_grid_best"], r["to_grid_unknown"] = None, True
         merged.append(r)
-    for task, seed in dict.fromkeys((r["task"], r["seed"]) for r in records):
-        if any(r["method"] == "base" and (r["task"], r["seed"]) == (task, seed) for r in merged):
+        first.setdefault((r["task"], r["seed"]), r)
+    with_base = {(r["task"], r["seed"]) for r in merged if r["method"] == "base"}
+    for (task, seed), r in first.items():
+        if (task, seed) in with_base:
             continue
-        r = next(r for r in merged if (r["task"], r["seed"]) == (task, seed))
         g = grid.get((task, seed))
         merged.append({"task": task, "method": "base", "seed": seed, "test_score": r["base_test_score"],
                        "base_test_score": r["base_test_score"], "best_val": r.get("base_val"),
