@@ -746,6 +746,10 @@ def targets(res: dict[str, Any]) -> list[str]:
         line(None, "LLMZero above grid search by >= 6% relative on every task, >= 15% on two",
              [f"no results for {', '.join(missing)}"])
     else:
+        warn = soup_mismatch("llmzero", [r for r in res["records"] if r["method"] == "llmzero"],
+                             "grid", [r for r in res["records"] if r["method"] == "grid"])
+        if warn:
+            lines.append(f"- **{warn}**")
         rels = {t: st.rel(t, "llmzero", "grid") for t in tasks}
         details = [f"{t}: {_pct(rels[t])} ({_f(st.test_mean(t, 'llmzero'))} vs "
                    f"{_f(st.test_mean(t, 'grid'))}; "
@@ -771,6 +775,12 @@ def targets(res: dict[str, Any]) -> list[str]:
         miss = [m for m in ("random", "pbt", "skill") if m not in others]
         if miss:
             details.append(f"not run: {', '.join(miss)}")
+        ours = [r for r in res["records"] if r["method"] == "llmzero"]
+        plain = [m for m in others if soup_mismatch("llmzero", ours, m, [r for r in res["records"]
+                                                                         if r["method"] == m])]
+        if plain:
+            details.append(f"not like for like: llmzero's final model is a weight soup (search.soup); that of "
+                           f"{', '.join(plain)} is the best node")
         line(ok and not miss, "LLMZero above random, pbt and skill on every task", details)
     missing = have("llmzero", "llmzero-noLLM")
     if missing:
@@ -1188,8 +1198,26 @@ def _side(arg: str) -> tuple[str, list[dict[str, Any]], str]:
         if any("best_node_test_score" not in r for r in records):
             raise BenchError(f"{arg!r}: {method!r} in {joined!r} has cells without a final soup "
                              "(best_node_test_score): @node needs cells run with search.soup")
-        records = [{**r, "test_score": r["best_node_test_score"]} for r in records]
+        records = [{**{k: v for k, v in r.items() if k not in ("best_node_test_score", "soup")},
+                    "test_score": r["best_node_test_score"]} for r in records]
     return f"{'+'.join(Path(x).stem for x in paths)}:{method}{at}{which}", records, method
+
+
+def final_soup(records: list[dict[str, Any]]) -> bool:
+    """Whether these cells' final model is a weight soup (``search.soup``): their test score is the soup's,
+    and the best node's own is kept beside it (``@node`` takes that one and is no longer a soup)."""
+    return any("best_node_test_score" in r for r in records)
+
+
+def soup_mismatch(a: str, recs_a: list[dict[str, Any]], b: str, recs_b: list[dict[str, Any]]) -> str | None:
+    """A warning when one side's final model is a weight soup and the other's its best node: the soup adds
+    up to several points by itself, so such a difference is not the searches'. None: like for like."""
+    if final_soup(recs_a) == final_soup(recs_b):
+        return None
+    soup, node = (a, b) if final_soup(recs_a) else (b, a)
+    return (f"Not like for like: {soup}'s final model is a weight soup (search.soup) and {node}'s its best "
+            f"node, so part of the difference can be the soup's; run {node.removesuffix('@node')} with the same "
+            "search.soup, or compare without the soup (METHOD@node).")
 
 
 def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
@@ -1220,6 +1248,8 @@ def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
             lines.append(f"| {task} | {len(keys)} | {ma:.3f} | {mb:.3f} | {_pct(ma / mb - 1 if mb else None)} | "
                          f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + " | "
                          f"{_reach_cell([a[k] for k in keys], [b[k] for k in keys], method_b)} |")
+        warn = soup_mismatch(label_a, list(a.values()), label_b, list(b.values()))
+        lines += ["", warn] if warn else []
         lines.append("")
     return "\n".join(lines)
 

@@ -329,3 +329,29 @@ def test_table_refuses_joined_files_that_are_not_one_setting(tmp_path, capsys):
         assert search.main(["table", "--results", joined]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], (joined, err)
+
+
+def test_compare_and_table_say_when_one_side_has_a_final_soup_and_the_other_not(tmp_path, capsys):
+    def r(method, seed, test, **kw):
+        return {**rec("t", method, seed, test, test), "base_test_score": 0.3, **kw}
+
+    soups = [r("llmzero", s, 0.45, best_node_test_score=0.42, soup=["n3", "n4"]) for s in (0, 1)]
+    plain = [r("grid", s, 0.40) for s in (0, 1)]
+    grid_soup = [r("grid", s, 0.44, best_node_test_score=0.40, soup=None) for s in (0, 1)]
+    warn = search.compare([("a:llmzero", soups, "llmzero"), ("b:grid", plain, "grid")])
+    assert "Not like for like: a:llmzero's final model is a weight soup" in warn and "run b:grid with" in warn
+    assert "Not like for like" not in search.compare([("a:llmzero", soups, "llmzero"), ("c:grid", grid_soup, "grid")])
+    (tmp_path / "a.json").write_text(json.dumps({"records": soups + plain}))
+    assert search.main(["compare", f"{tmp_path / 'a.json'}:llmzero@node", f"{tmp_path / 'a.json'}:grid"]) == 0
+    assert "Not like for like" not in capsys.readouterr().out  # @node: the best node against the best node
+    assert search.main(["compare", f"{tmp_path / 'a.json'}:grid", f"{tmp_path / 'a.json'}:llmzero"]) == 0
+    assert "run" in (out := capsys.readouterr().out) and "a:grid's its best node" in out
+    unfair = {"config": {"tasks": ["t"], "methods": ["grid", "llmzero"]}, "records": soups + plain}
+    fair = {"config": {"tasks": ["t"], "methods": ["grid", "llmzero"]}, "records": soups + grid_soup}
+    for x in unfair["records"] + fair["records"]:
+        x.setdefault("compute_to_grid_best", None)
+    assert any(line.startswith("- **Not like for like: llmzero's") for line in search.targets(unfair))
+    assert not any("Not like for like" in line for line in search.targets(fair))
+    fair["records"] += [r("skill", s, 0.41, compute_to_grid_best=None) for s in (0, 1)]
+    assert "  - not like for like: llmzero's final model is a weight soup (search.soup); that of skill is the best " \
+        "node" in search.targets(fair)
