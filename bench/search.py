@@ -741,13 +741,15 @@ def targets(res: dict[str, Any]) -> list[str]:
     def have(*methods: str) -> list[str]:
         return [m for m in methods if not any(st.tests(t, m) for t in tasks)]
 
+    def of(method: str) -> list[dict[str, Any]]:
+        return [r for r in res["records"] if r["method"] == method]
+
     missing = have("llmzero", "grid")
     if missing:
         line(None, "LLMZero above grid search by >= 6% relative on every task, >= 15% on two",
              [f"no results for {', '.join(missing)}"])
     else:
-        warn = soup_mismatch("llmzero", [r for r in res["records"] if r["method"] == "llmzero"],
-                             "grid", [r for r in res["records"] if r["method"] == "grid"])
+        warn = soup_mismatch("llmzero", of("llmzero"), "grid", of("grid"))
         if warn:
             lines.append(f"- **{warn}**")
         rels = {t: st.rel(t, "llmzero", "grid") for t in tasks}
@@ -775,9 +777,7 @@ def targets(res: dict[str, Any]) -> list[str]:
         miss = [m for m in ("random", "pbt", "skill") if m not in others]
         if miss:
             details.append(f"not run: {', '.join(miss)}")
-        ours = [r for r in res["records"] if r["method"] == "llmzero"]
-        plain = [m for m in others if soup_mismatch("llmzero", ours, m, [r for r in res["records"]
-                                                                         if r["method"] == m])]
+        plain = [m for m in others if soup_mismatch("llmzero", of("llmzero"), m, of(m))]
         if plain:
             details.append(f"not like for like: llmzero's final model is a weight soup (search.soup); that of "
                            f"{', '.join(plain)} is the best node")
