@@ -547,3 +547,20 @@ def test_a_budget_larger_than_the_tree_deepens_it_instead_of_going_unspent(metho
     first = [n for n in deep if n.depth == 3]
     assert first[0].parent_id == deepened[0]["nodes"][0]  # the best kept leaf grows first
     assert j.replay().signature() == r.tree.signature() and j.replay().depth_limit == r.tree.depth_limit
+
+
+def test_lineages_grow_side_by_side_and_spend_the_budget(xs_base, tmp_path):
+    """``search.lineages: 2``: two paths from the base model, one stage at a time each and no branching
+    below the root, until the budget is spent; the journal replays to the same tree."""
+    cfg = config(xs_base, method="mcts", lineages=2, depth=1, early_stop={"enabled": False})
+    summary, r = run(cfg, tmp_path / "lineages", workers=2)
+    assert_spends(summary, r)
+    assert summary["stop_reason"] == "budget spent"
+    tree = r.tree
+    firsts = tree.trained_children("root")
+    assert len(firsts) == 2
+    assert all(len(n.children) <= 1 for n in tree.stages())  # a chain below each first stage
+    ends = [n for n in tree.stages() if not n.children]
+    assert len(ends) == 2 and min(n.depth for n in ends) >= 2  # both grew past the configured depth of 1
+    assert abs(ends[0].depth - ends[1].depth) <= 1  # the shorter lineage grows first
+    assert Journal(tmp_path / "lineages" / JOURNAL).replay().signature() == tree.signature()

@@ -141,6 +141,13 @@ class SearchConfig(_Model):
         "parent with the same steps and mode, up to 4, best first) are averaged as a greedy weight soup; "
         "a soup that takes two or more becomes a child of that parent (no training, one validation pass "
         "per sibling), which the search may grow from like any node. Replays as a stage with merge.")
+    lineages: int = Field(
+        1, ge=1, le=16, description="mcts and skill: grow this many lineages from the base model side by side "
+        "instead of one tree: the agent proposes each lineage's next stage from its last checkpoint (the "
+        "shortest lineage first), and a lineage that fails or is pruned is replaced by a new one from the "
+        "base model, while the budget lasts (up to search.depth stages with deepen: off, else up to 50). "
+        "With search.soup the final soup can average the ends of lineages trained apart, as grid's soup "
+        "averages its runs. 1: the tree search.")
     scale_updates: bool = Field(
         False, description="mcts and skill: after a stage finishes, its update from the parent's weights is "
         "scaled by 0.5 and by 1.5 (parent + scale x (stage - parent)); the better, if its validation score "
@@ -238,6 +245,18 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
         if getattr(cfg.search, name) and cfg.search.method not in ("mcts", "skill"):
             raise ConfigError(f"{where}search.{name}=true is not allowed with search.method="
                               f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
+    if cfg.search.lineages > 1:
+        if cfg.search.method not in ("mcts", "skill"):
+            raise ConfigError(f"{where}search.lineages={cfg.search.lineages} is not allowed with search.method="
+                              f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
+        for name, off in (("sibling_soup", False), ("scale_updates", False), ("dive_branching", None),
+                          ("dive_patience", 0)):
+            value = getattr(cfg.search, name)
+            if value != off:
+                shown = str(value).lower() if isinstance(value, bool) else value
+                raise ConfigError(f"{where}search.{name}={shown} is not allowed with "
+                                  f"search.lineages={cfg.search.lineages}: lineages grow one stage at a time "
+                                  f"each and are averaged by the final soup only (set search.lineages: 1)")
     for name, off in (("dive_branching", None), ("dive_patience", 0)):
         value = getattr(cfg.search, name)
         if value != off and cfg.search.deepen != "improving":

@@ -76,8 +76,13 @@ class SearchContext:
             max_depth=self.max_depth(tree))
 
     def max_depth(self, tree: Tree) -> int:
-        """The tree's depth: the configured one, or more once the search deepened (``search.deepen``)."""
-        return tree.depth_limit or self.cfg.search.depth
+        """The tree's depth: the configured one, or more once the search deepened (``search.deepen``);
+        with ``search.lineages`` (not ``deepen: off``) one past the deepest stage, as lineages grow while
+        the budget lasts."""
+        depth = tree.depth_limit or self.cfg.search.depth
+        if self.cfg.search.lineages > 1 and self.cfg.search.deepen != "off":
+            depth = max(depth, 1 + max((n.depth for n in tree.stages()), default=0))
+        return depth
 
 
 class Method(Protocol):

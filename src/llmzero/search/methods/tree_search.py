@@ -6,7 +6,7 @@ import math
 
 from llmzero.agents.diagnosis import VAL_GAIN
 from llmzero.search.methods._base import MIN_STAGE_SHARE, SearchContext, StageSpec, propose_specs, usable
-from llmzero.search.tree import ROOT, Node, NodeState, Tree
+from llmzero.search.tree import ROOT, Node, NodeState, Tree, node_order
 from llmzero.search.uct import backed_up_values, select_child
 
 DEEPEST = 50  # search.depth's own bound: deepening stops there
@@ -71,6 +71,49 @@ def _room(tree: Tree, node_id: str, ctx: SearchContext, planned: dict[str, int],
     return ctx.cfg.search.max_children - len(tree.trained_children(node_id)) - planned.get(node_id, 0)
 
 
+def _lineage_tips(tree: Tree) -> list[Node]:
+    """``search.lineages``: each lineage's last stage, the deepest node under a trained child of the
+    root (the latest at that depth), in the order the lineages started."""
+    tips = []
+    for first in tree.trained_children(ROOT):
+        tip, todo = tree.nodes[first], [first]
+        while todo:
+            node = tree.nodes[todo.pop()]
+            todo += node.children
+            if (node.depth, node_order(node.id)) > (tip.depth, node_order(tip.id)):
+                tip = node
+        tips.append(tip)
+    return tips
+
+
+def _lineages(tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+    """``search.lineages``: up to ``n`` stages, one per lineage whose last stage is done (the shortest
+    lineage first), each the agent's proposal for that checkpoint; then new lineages from the base
+    model for those that ended (failed, pruned, or at the depth bound), up to ``search.lineages`` at
+    once. A lineage the agent stops is reopened (queued ``branches_reopened``): lineages grow while
+    the budget lasts, as grid's runs do, and the search's budget goes to them alone."""
+    bound = ctx.max_depth(tree) if ctx.cfg.search.deepen == "off" else DEEPEST
+    tips = _lineage_tips(tree)
+    busy = [t for t in tips if t.state in (NodeState.PENDING, NodeState.RUNNING)]
+    ready = sorted((t for t in tips if usable(tree, t.id) and t.depth < bound),
+                   key=lambda t: (t.depth, node_order(t.id)))
+    new = ctx.cfg.search.lineages - len(busy) - len(ready)
+    targets = [t.id for t in ready] + ([ROOT] if new > 0 else [])
+    specs: list[StageSpec] = []
+    for target in targets:
+        k = min(n - len(specs), new if target == ROOT else 1)
+        if k <= 0:
+            break
+        got = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
+        if hasattr(ctx.proposer, "backup_to"):
+            ctx.proposer.backup_to.clear()  # lineages do not branch: a lineage grows from its last stage
+        if not got and target in _closed(tree, ctx):
+            reason = "a lineage grows while the budget lasts (search.lineages)"
+            ctx.events.append(("branches_reopened", None, {"nodes": [target], "reason": reason}))
+        specs += got[:k]
+    return specs
+
+
 class _Expander:
     """Shared ask loop: pick a target with ``_target``, ask the proposer for up to ``branching``
     children of it, repeat until ``n`` stages are planned or nothing is left to expand.
@@ -98,6 +141,8 @@ class _Expander:
         raise NotImplementedError
 
     def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
+        if ctx.cfg.search.lineages > 1:
+            return _lineages(tree, n, ctx)
         if self._grow(tree, ctx):
             return []  # the loop journals the new depth and asks again
         specs = self._expand(tree, n, ctx)
@@ -190,6 +235,8 @@ class _Expander:
         """Nodes with room for children, and, while the search may deepen, the best leaf at the full
         depth: deepening grows it first, so the tree always has a leaf to deepen from (else garbage
         collection may delete every leaf at that depth and leave the rest of the budget unspent)."""
+        if ctx.cfg.search.lineages > 1:
+            return {t.id for t in _lineage_tips(tree) if usable(tree, t.id)}
         keep = {i for i in tree.nodes if i != ROOT and _room(tree, i, ctx, {}, closures=False) > 0}
         depth = ctx.max_depth(tree)
         leaf = _best_leaf(tree, depth)
