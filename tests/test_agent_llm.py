@@ -185,7 +185,7 @@ def test_backup_makes_the_search_grow_the_parent_next():
         seed = 0
 
         class search:
-            depth, branching, max_children, exploration, backup = 3, 2, 3, 0.3, "max"
+            depth, branching, max_children, exploration, backup, lineages = 3, 2, 3, 0.3, "max", 1
 
     class Agent:
         name = "fake"

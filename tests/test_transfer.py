@@ -73,7 +73,7 @@ def test_prior_is_in_the_prompt_and_first_child_follows_it():
         seed = 0
 
         class search:
-            depth = 3
+            depth, lineages = 3, 1
 
     sctx = SearchContext(cfg=Cfg, space=SPACE, extra={"prior": PRIOR})
     echo = Echo()
