@@ -103,12 +103,46 @@ def test_lineages_grow_while_the_budget_lasts_unless_deepen_is_off():
     assert [s.parent_id for s in MCTS().ask(tree, 2, ctx)] == [ROOT, ROOT]
 
 
+def test_lineage_start_trains_every_first_stage_with_the_starting_parameters_without_asking_the_agent():
+    agent = Closer()
+    ctx = context(agent, lineages=3, lineage_start="start")
+    tree = root()
+    specs = MCTS().ask(tree, 2, ctx)  # two workers: two of the three lineages start now
+    assert agent.calls == [] and [s.parent_id for s in specs] == [ROOT, ROOT]
+    assert all(s.params == tree.root.params for s in specs) and {s.proposed_by for s in specs} == {"lineages"}
+    assert ["lineage 1 starts" in specs[0].reason, "lineage 2 starts" in specs[1].reason] == [True, True]
+    # the first stages are done: the agent proposes each lineage's second stage from its curves,
+    # and the third lineage starts like the others (the base model has still nothing to read)
+    tree = grown(tree, {"n1": (ROOT, 0.5, "complete"), "n2": (ROOT, 0.4, "complete")})
+    specs = MCTS().ask(tree, 3, ctx)
+    assert [s.parent_id for s in specs] == ["n1", "n2", ROOT] and agent.calls == ["n1", "n2"]
+    assert specs[2].params == tree.root.params and "lineage 3 starts" in specs[2].reason
+
+
+def test_lineage_start_follows_a_prior_first_move_in_every_lineage():
+    from llmzero.transfer import Move, Prior, apply_move
+
+    prior = Prior(source="runs/src", task="countdown", val_score=0.5, pattern="",
+                  moves=(Move({"learning_rate": (1e-4, 2e-4)}, steps=30),))
+    agent = Closer()
+    ctx = context(agent, lineages=2, lineage_start="start")
+    ctx.extra["prior"] = prior
+    tree = root()
+    specs = MCTS().ask(tree, 2, ctx)
+    moved = apply_move(DEFAULT_SPACE, tree.root.params, prior.moves[0])[0]
+    assert agent.calls == [] and [s.params for s in specs] == [moved, moved]
+    assert moved["learning_rate"] == 2 * tree.root.params["learning_rate"]
+    assert all("prior from countdown" in s.reason for s in specs)
+
+
 @pytest.mark.parametrize("search, words", [
     ({"method": "grid", "lineages": 2}, "search.lineages=2 is not allowed with search.method='grid'"),
     ({"lineages": 2, "sibling_soup": True}, "search.sibling_soup=true is not allowed with search.lineages=2"),
     ({"lineages": 2, "deepen": "improving", "dive_patience": 1},
      "search.dive_patience=1 is not allowed with search.lineages=2"),
     ({"lineages": 0}, "search.lineages=0"),
+    ({"lineage_start": "start"}, "search.lineage_start='start' is not allowed with search.lineages=1"),
+    ({"lineages": 2, "lineage_start": "first"}, "search.lineage_start"),
 ])
 def test_lineages_reject_settings_they_do_not_use(search, words):
     with pytest.raises(ConfigError) as e:

@@ -205,6 +205,10 @@ def search_cmd(
         help="Grow this many lineages from the base model side by side, the agent proposing each one's next "
              "stage, for the final soup to average (overrides search.lineages; mcts and skill; 1: the "
              "tree).")] = None,
+    lineage_start: Annotated[str | None, typer.Option(
+        help="With --lineages: 'start' trains every lineage's first stage with the starting parameters and "
+             "the agent proposes from the second stage on; 'agent': the agent proposes the first stages too "
+             "(overrides search.lineage_start).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
@@ -217,7 +221,7 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        given = (seed, soup, draws, draws_min_gain, sibling_soup, scale_updates, lineages)
+        given = (seed, soup, draws, draws_min_gain, sibling_soup, scale_updates, lineages, lineage_start)
         if config is not None or method or budget or any(v is not None for v in given):
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
@@ -231,7 +235,8 @@ def search_cmd(
                                    "executor.workers": workers, "search.soup": soup, "search.draws": draws,
                                    "search.draws_min_gain": draws_min_gain,
                                    "search.sibling_soup": sibling_soup,
-                                   "search.scale_updates": scale_updates, "search.lineages": lineages})
+                                   "search.scale_updates": scale_updates, "search.lineages": lineages,
+                                   "search.lineage_start": lineage_start})
         run_dir = out_dir or Path("runs") / f"{cfg.task.name.replace(':', '_')}-{cfg.search.method}-s{cfg.seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise BadInput(f"out={str(run_dir)!r} is not allowed: the directory exists and is not empty "

@@ -148,6 +148,12 @@ class SearchConfig(_Model):
         "base model, while the budget lasts (up to search.depth stages with deepen: off, else up to 50). "
         "With search.soup the final soup can average the ends of lineages trained apart, as grid's soup "
         "averages its runs. 1: the tree search.")
+    lineage_start: Literal["agent", "start"] = Field(
+        "agent", description="search.lineages > 1: how a lineage's first stage is chosen. agent: the agent "
+        "proposes the lineages' first stages from the base model, distinct from one another; start: every "
+        "lineage trains its first stage with the starting parameters (params; a prior's first move, with "
+        "search.prior) on its own data order, and the agent proposes from the second stage on, when the "
+        "lineage has curves to read (a base model has no GRPO dynamics to diagnose).")
     scale_updates: bool = Field(
         False, description="mcts and skill: after a stage finishes, its update from the parent's weights is "
         "scaled by 0.5 and by 1.5 (parent + scale x (stage - parent)); the better, if its validation score "
@@ -235,28 +241,33 @@ def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
     return cfg
 
 
+def _yaml(value: Any) -> Any:
+    """A value as the config file spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else value
+
+
 def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
     ex = cfg.executor
     for name, value, default in (("address", ex.address, None), ("cpus_per_worker", ex.cpus_per_worker, 1)):
         if ex.kind != "ray" and value != default:
             raise ConfigError(f"{where}executor.{name}={value!r} is not allowed with executor.kind={ex.kind!r}: "
                               "it applies to executor.kind='ray' only")
-    for name in ("sibling_soup", "scale_updates"):
-        if getattr(cfg.search, name) and cfg.search.method not in ("mcts", "skill"):
-            raise ConfigError(f"{where}search.{name}=true is not allowed with search.method="
+    for name, off in (("sibling_soup", False), ("scale_updates", False), ("lineages", 1)):
+        value = getattr(cfg.search, name)
+        if value != off and cfg.search.method not in ("mcts", "skill"):
+            raise ConfigError(f"{where}search.{name}={_yaml(value)} is not allowed with search.method="
                               f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
     if cfg.search.lineages > 1:
-        if cfg.search.method not in ("mcts", "skill"):
-            raise ConfigError(f"{where}search.lineages={cfg.search.lineages} is not allowed with search.method="
-                              f"{cfg.search.method!r}: it applies to the tree searches (mcts, skill) only")
         for name, off in (("sibling_soup", False), ("scale_updates", False), ("dive_branching", None),
                           ("dive_patience", 0)):
             value = getattr(cfg.search, name)
             if value != off:
-                shown = str(value).lower() if isinstance(value, bool) else value
-                raise ConfigError(f"{where}search.{name}={shown} is not allowed with "
+                raise ConfigError(f"{where}search.{name}={_yaml(value)} is not allowed with "
                                   f"search.lineages={cfg.search.lineages}: lineages grow one stage at a time "
                                   f"each and are averaged by the final soup only (set search.lineages: 1)")
+    if cfg.search.lineage_start != "agent" and cfg.search.lineages == 1:
+        raise ConfigError(f"{where}search.lineage_start={cfg.search.lineage_start!r} is not allowed with "
+                          "search.lineages=1: it chooses how lineages start (set search.lineages >= 2)")
     for name, off in (("dive_branching", None), ("dive_patience", 0)):
         value = getattr(cfg.search, name)
         if value != off and cfg.search.deepen != "improving":

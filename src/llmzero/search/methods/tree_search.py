@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from llmzero.agents.diagnosis import VAL_GAIN
-from llmzero.search.methods._base import MIN_STAGE_SHARE, SearchContext, StageSpec, propose_specs, usable
+from llmzero.search.methods._base import (MIN_STAGE_SHARE, SearchContext, StageSpec, _prior_proposal, propose_specs,
+                                          usable)
 from llmzero.search.tree import ROOT, Node, NodeState, Tree, node_order
 from llmzero.search.uct import backed_up_values, select_child
 
@@ -104,6 +106,9 @@ def _lineages(tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
         k = min(n - len(specs), new if target == ROOT else 1)
         if k <= 0:
             break
+        if target == ROOT and ctx.cfg.search.lineage_start == "start":
+            specs += _lineage_starts(tree, k, ctx)
+            break
         got = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
         if hasattr(ctx.proposer, "backup_to"):
             ctx.proposer.backup_to.clear()  # lineages do not branch: a lineage grows from its last stage
@@ -112,6 +117,23 @@ def _lineages(tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
             ctx.events.append(("branches_reopened", None, {"nodes": [target], "reason": reason}))
         specs += got[:k]
     return specs
+
+
+def _lineage_starts(tree: Tree, k: int, ctx: SearchContext) -> list[StageSpec]:
+    """``search.lineage_start: start``: ``k`` new lineages' first stages, each with the starting
+    parameters (a prior's first move, with ``search.prior``); their stages' own seeds give each its
+    data order. The agent is not asked: a base model has no GRPO dynamics to read."""
+    pctx = ctx.proposal_context(tree, ROOT)
+    pctx.extra.update(ctx.extra)
+    prior = _prior_proposal(replace(pctx, siblings=()))  # every lineage starts with the prior's move
+    params = dict(prior.params) if prior is not None else dict(tree.root.params)
+    started = len(tree.trained_children(ROOT))
+    why = prior.reason if prior is not None else "the starting parameters"
+    return [StageSpec(parent_id=ROOT, params=dict(params), proposed_by="lineages",
+                      reason=f"lineage {started + i + 1} starts with {why} (search.lineage_start: start)",
+                      mode=prior.mode.value if prior is not None else "continue",
+                      repairs=prior.repairs if prior is not None else ())
+            for i in range(k)]
 
 
 class _Expander:
