@@ -1,6 +1,8 @@
 """Methods under a budget too small for everything: grid runs the nearest configurations first, MCTS
 keeps a reserve to extend its best node to the full depth."""
 
+import math
+
 from llmzero.config import parse_config
 from llmzero.search.methods import SearchContext
 from llmzero.search.methods._base import StageSpec
@@ -126,6 +128,28 @@ def test_stage_compute_tokens_gives_a_larger_group_fewer_steps_at_the_same_cost(
     assert len({round(s * p) for s, p in zip(steps, per_step)}) == 1  # the same cost each
     tight, run = fitted("tokens", budget=int(40 * per_step[0] + 10 * per_step[1]))  # the third does not fit
     assert tight == [40, 10]  # the second shortened to what is left (a quarter of its 20, above the minimum)
+
+
+def test_a_stage_the_rest_of_the_budget_cannot_pay_does_not_keep_a_cheaper_one_from_running(tmp_path):
+    """The end of the budget: a stage with a doubled group would get less than a fifth of its steps, so
+    it is left out, and the next stage, at the starting group size, still trains on what is left."""
+    from llmzero.search.loop import SearchRun
+
+    def search(budget):
+        cfg = parse_config({"task": {"name": "number_sorting", "sizes": {"train": 50, "val": 10, "test": 10}},
+                            "budget": {"compute": budget},
+                            "search": {"method": "mcts", "proposer": "skill", "steps_per_stage": 40}})
+        run = SearchRun(cfg, tmp_path / str(budget))
+        run.record("root", "root", {"params": DEFAULT_SPACE.defaults(), "val_score": 0.3})
+        return run
+
+    root = DEFAULT_SPACE.defaults()
+    run = search(math.ceil(12 * search(1_000_000).tokens_per_step(root)))  # 6 steps of the wide stage, 12 of the other
+    wide = StageSpec(parent_id="root", params={**root, "num_generations": 2 * root["num_generations"]}, reason="",
+                     proposed_by="test")
+    same = StageSpec(parent_id="root", params=dict(root), reason="", proposed_by="test")
+    assert [(s.params["num_generations"], n) for s, n in run._fit([wide, same])] == [(root["num_generations"], 12)]
+    assert [n for _, n in run._fit([same, wide])] == [12]  # the first takes what is left; the second gets nothing
 
 
 def test_mcts_keeps_a_full_path_for_the_roots_first_children_before_any_stage_has_a_score():

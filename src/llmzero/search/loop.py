@@ -241,7 +241,10 @@ class SearchRun:
         return self.stage_steps(params) * self.tokens_per_step(params)
 
     def _fit(self, specs: list[StageSpec]) -> list[tuple[StageSpec, int]]:
-        """Give each stage its steps, shortening the last ones so that no method overspends."""
+        """Give each stage its steps, shortening the last ones so that no method overspends. A stage
+        that what is left cannot pay (a fifth of its steps, or its first step) is left out, and a later
+        one that costs less per step may still run (a lineage with the starting group after one whose
+        group the agent doubled), so that the end of the budget is not left unspent."""
         left = self.cfg.budget.compute - self.tree.spent()
         out = []
         draws = self.stage_draws()
@@ -252,7 +255,7 @@ class SearchRun:
                 steps = int(left // per_step)
             too_short = steps < max(1, round(MIN_STAGE_SHARE * full))
             if too_short or steps * per_step < draws * self.worst_step(spec.params):  # its cap: not one step
-                break
+                continue
             left -= steps * per_step
             out.append((spec, steps))
         return out
