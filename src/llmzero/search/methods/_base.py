@@ -102,7 +102,7 @@ def usable(tree: Tree, node_id: str) -> bool:
     return node.state is NodeState.COMPLETE and not node.deleted
 
 
-def _prior_proposal(pctx: ProposalContext) -> Proposal | None:
+def prior_proposal(pctx: ProposalContext) -> Proposal | None:
     """The prior's move for this stage (``search.prior``), unless a sibling already made it or it
     changes nothing here."""
     prior = pctx.extra.get("prior")
@@ -123,7 +123,7 @@ def propose_specs(ctx: SearchContext, tree: Tree, node_id: str, k: int, proposer
                   rng: random.Random) -> list[StageSpec]:
     pctx = ctx.proposal_context(tree, node_id)
     pctx.extra.update(ctx.extra)
-    first = _prior_proposal(pctx)
+    first = prior_proposal(pctx)
     asked = k - 1 if first else k
     proposals = proposer.propose(pctx, asked, rng)[:asked] if asked else []
     agent = getattr(proposer, "last_record", None) if asked else None  # an LLM agent's prompt, answer and cost

@@ -6,8 +6,8 @@ import math
 from dataclasses import replace
 
 from llmzero.agents.diagnosis import VAL_GAIN
-from llmzero.search.methods._base import (MIN_STAGE_SHARE, SearchContext, StageSpec, _prior_proposal, propose_specs,
-                                          usable)
+from llmzero.search.methods._base import (MIN_STAGE_SHARE, SearchContext, StageSpec, prior_proposal,
+                                          propose_specs, usable)
 from llmzero.search.tree import ROOT, Node, NodeState, Tree, node_order
 from llmzero.search.uct import backed_up_values, select_child
 
@@ -125,7 +125,7 @@ def _lineage_starts(tree: Tree, k: int, ctx: SearchContext) -> list[StageSpec]:
     data order. The agent is not asked: a base model has no GRPO dynamics to read."""
     pctx = ctx.proposal_context(tree, ROOT)
     pctx.extra.update(ctx.extra)
-    prior = _prior_proposal(replace(pctx, siblings=()))  # every lineage starts with the prior's move
+    prior = prior_proposal(replace(pctx, siblings=()))  # every lineage starts with the prior's move
     params = dict(prior.params) if prior is not None else dict(tree.root.params)
     started = len(tree.trained_children(ROOT))
     why = prior.reason if prior is not None else "the starting parameters"
