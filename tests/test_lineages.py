@@ -135,6 +135,25 @@ def test_lineage_start_follows_a_prior_first_move_in_every_lineage():
     assert all("prior from countdown" in s.reason for s in specs)
 
 
+def test_lineage_start_grid_starts_lineage_i_with_the_grid_configuration_grid_search_runs_i_th():
+    agent = Closer()
+    ctx = context(agent, lineages=2, lineage_start="grid",
+                  grid={"learning_rate": [5e-5, 1e-4, 2e-4], "entropy_coef": [0.0, 0.01]})
+    tree = root()
+    specs = MCTS().ask(tree, 2, ctx)
+    start = tree.root.params
+    assert agent.calls == [] and {s.proposed_by for s in specs} == {"lineages"}
+    # grid search's first two runs: the starting parameters, then the nearest step of entropy_coef
+    assert specs[0].params == start
+    assert specs[1].params == {**start, "entropy_coef": 0.01}
+    assert "lineage 2 starts with grid configuration 2/6" in specs[1].reason
+    # a lineage that failed is replaced by one that starts with the next configuration
+    tree = grown(tree, {"n1": (ROOT, 0.5, "complete"), "n2": (ROOT, 0.4, "complete"), "n3": ("n2", None, "failed")})
+    specs = MCTS().ask(tree, 2, ctx)
+    assert [s.parent_id for s in specs] == ["n1", ROOT] and agent.calls == ["n1"]
+    assert specs[1].params == {**start, "learning_rate": 2e-4} and "grid configuration 3/6" in specs[1].reason
+
+
 @pytest.mark.parametrize("search, words", [
     ({"method": "grid", "lineages": 2}, "search.lineages=2 is not allowed with search.method='grid'"),
     ({"lineages": 2, "sibling_soup": True}, "search.sibling_soup=true is not allowed with search.lineages=2"),
@@ -143,6 +162,8 @@ def test_lineage_start_follows_a_prior_first_move_in_every_lineage():
     ({"lineages": 0}, "search.lineages=0"),
     ({"lineage_start": "start"}, "search.lineage_start='start' is not allowed with search.lineages=1"),
     ({"lineages": 2, "lineage_start": "first"}, "search.lineage_start"),
+    ({"lineages": 2, "lineage_start": "grid", "prior": "runs/src"},
+     "search.lineage_start='grid' is not allowed with search.prior"),
 ])
 def test_lineages_reject_settings_they_do_not_use(search, words):
     with pytest.raises(ConfigError) as e:

@@ -206,8 +206,9 @@ def search_cmd(
              "stage, for the final soup to average (overrides search.lineages; mcts and skill; 1: the "
              "tree).")] = None,
     lineage_start: Annotated[str | None, typer.Option(
-        help="With --lineages: 'start' trains every lineage's first stage with the starting parameters and "
-             "the agent proposes from the second stage on; 'agent': the agent proposes the first stages too "
+        help="With --lineages: 'start' trains every lineage's first stage with the starting parameters, "
+             "'grid' lineage i's with search.grid's i-th configuration nearest to them, and the agent proposes "
+             "from the second stage on; 'agent': the agent proposes the first stages too "
              "(overrides search.lineage_start).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<task>-<method>-s<seed>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory from its journal.")] = None,

@@ -148,12 +148,15 @@ class SearchConfig(_Model):
         "base model, while the budget lasts (up to search.depth stages with deepen: off, else up to 50). "
         "With search.soup the final soup can average the ends of lineages trained apart, as grid's soup "
         "averages its runs. 1: the tree search.")
-    lineage_start: Literal["agent", "start"] = Field(
+    lineage_start: Literal["agent", "start", "grid"] = Field(
         "agent", description="search.lineages > 1: how a lineage's first stage is chosen. agent: the agent "
         "proposes the lineages' first stages from the base model, distinct from one another; start: every "
         "lineage trains its first stage with the starting parameters (params; a prior's first move, with "
-        "search.prior) on its own data order, and the agent proposes from the second stage on, when the "
-        "lineage has curves to read (a base model has no GRPO dynamics to diagnose).")
+        "search.prior) on its own data order; grid: lineage i trains its first stage with the i-th of "
+        "search.grid's configurations nearest to the starting parameters, the order grid search runs them "
+        "in (the first is the starting parameters when they lie on the grid). With start and grid the agent "
+        "proposes from the second stage on, when the lineage has curves to read (a base model has no GRPO "
+        "dynamics to diagnose).")
     scale_updates: bool = Field(
         False, description="mcts and skill: after a stage finishes, its update from the parent's weights is "
         "scaled by 0.5 and by 1.5 (parent + scale x (stage - parent)); the better, if its validation score "
@@ -268,6 +271,9 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
     if cfg.search.lineage_start != "agent" and cfg.search.lineages == 1:
         raise ConfigError(f"{where}search.lineage_start={cfg.search.lineage_start!r} is not allowed with "
                           "search.lineages=1: it chooses how lineages start (set search.lineages >= 2)")
+    if cfg.search.lineage_start == "grid" and cfg.search.prior is not None:
+        raise ConfigError(f"{where}search.lineage_start='grid' is not allowed with search.prior: the prior's first "
+                          "move starts every lineage (set search.lineage_start: start)")
     for name, off in (("dive_branching", None), ("dive_patience", 0)):
         value = getattr(cfg.search, name)
         if value != off and cfg.search.deepen != "improving":

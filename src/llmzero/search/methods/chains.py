@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from llmzero.search.methods._base import SearchContext, StageSpec
 from llmzero.search.tree import ROOT, Node, NodeState, Tree
-from llmzero.space import Value
+from llmzero.space import Space, Value
 
 
 def _chains(tree: Tree) -> dict[int, Node]:
@@ -65,34 +65,35 @@ def fixed() -> Chains:
                   next_=lambda node, ctx, tree: (dict(node.params), "default schedule: next stage"))
 
 
+def grid_configs(grid: dict[str, list[float]], space: Space, start: dict[str, Value]) -> list[dict[str, Value]]:
+    """The static configurations of ``grid`` (the product of its values, on top of ``start``), nearest
+    to ``start`` first: distance in units of each value's step in the grid, log scale for log
+    parameters; ties keep the product's order."""
+    out = [{**start, **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
+
+    def distance(cfg: dict[str, Value]) -> float:
+        d = 0.0
+        for name, values in grid.items():
+            log = space[name].log and min(values) > 0 and start[name] > 0
+            scale = (lambda v: math.log(v)) if log else (lambda v: float(v))
+            pts = sorted(scale(v) for v in values)
+            step = min((b - a for a, b in zip(pts, pts[1:]) if b > a), default=1.0)
+            d += abs(scale(cfg[name]) - scale(start[name])) / step
+        return d
+
+    return sorted(out, key=distance)
+
+
 def grid() -> Chains:
     """Static configurations over the product of ``search.grid``, each trained for the full depth.
 
-    Configurations run nearest to the starting parameters first (distance in units of each value's
-    step in the grid, log scale for log parameters): when the budget cannot pay for the whole grid,
-    the runs it does pay for cover the neighbourhood of the default evenly, instead of whichever
-    corner the product happens to list first.
+    Configurations run nearest to the starting parameters first (``grid_configs``): when the budget
+    cannot pay for the whole grid, the runs it does pay for cover the neighbourhood of the default
+    evenly, instead of whichever corner the product happens to list first.
     """
 
-    def configs(ctx: SearchContext, tree: Tree) -> list[dict[str, Value]]:
-        g = ctx.cfg.search.grid
-        root = tree.root.params
-        out = [{**root, **dict(zip(g, values))} for values in itertools.product(*g.values())]
-
-        def distance(cfg: dict[str, Value]) -> float:
-            d = 0.0
-            for name, values in g.items():
-                log = ctx.space[name].log and min(values) > 0 and root[name] > 0
-                scale = (lambda v: math.log(v)) if log else (lambda v: float(v))
-                pts = sorted(scale(v) for v in values)
-                step = min((b - a for a, b in zip(pts, pts[1:]) if b > a), default=1.0)
-                d += abs(scale(cfg[name]) - scale(root[name])) / step
-            return d
-
-        return sorted(out, key=distance)  # stable: ties keep the product's order
-
     def first(c: int, ctx: SearchContext, tree: Tree):
-        cs = configs(ctx, tree)
+        cs = grid_configs(ctx.cfg.search.grid, ctx.space, tree.root.params)
         if c >= len(cs):
             return None
         shown = ", ".join(f"{k}={cs[c][k]:g}" for k in ctx.cfg.search.grid)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from llmzero.agents.diagnosis import VAL_GAIN
 from llmzero.search.methods._base import (MIN_STAGE_SHARE, SearchContext, StageSpec, prior_proposal,
                                           propose_specs, usable)
+from llmzero.search.methods.chains import grid_configs
 from llmzero.search.tree import ROOT, Node, NodeState, Tree, node_order
 from llmzero.search.uct import backed_up_values, select_child
 
@@ -106,7 +107,7 @@ def _lineages(tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
         k = min(n - len(specs), new if target == ROOT else 1)
         if k <= 0:
             break
-        if target == ROOT and ctx.cfg.search.lineage_start == "start":
+        if target == ROOT and ctx.cfg.search.lineage_start != "agent":
             specs += _lineage_starts(tree, k, ctx)
             break
         got = propose_specs(ctx, tree, target, k, ctx.proposer, ctx.rng(tree, f"{target}:{len(specs)}"))
@@ -120,19 +121,32 @@ def _lineages(tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
 
 
 def _lineage_starts(tree: Tree, k: int, ctx: SearchContext) -> list[StageSpec]:
-    """``search.lineage_start: start``: ``k`` new lineages' first stages, each with the starting
-    parameters (a prior's first move, with ``search.prior``); their stages' own seeds give each its
-    data order. The agent is not asked: a base model has no GRPO dynamics to read."""
+    """``k`` new lineages' first stages, without asking the agent (a base model has no GRPO dynamics
+    to read); their stages' own seeds give each its data order.
+
+    ``search.lineage_start: start``: each with the starting parameters (a prior's first move, with
+    ``search.prior``). ``grid``: lineage i with the i-th of ``search.grid``'s configurations nearest
+    to the starting parameters (``grid_configs``, the order grid search runs them in; a lineage that
+    replaces one takes the next configuration, round the grid again after its last)."""
+    started = len(tree.trained_children(ROOT))
+    if ctx.cfg.search.lineage_start == "grid":
+        configs = grid_configs(ctx.cfg.search.grid, ctx.space, tree.root.params)
+        out = []
+        for i in range(started, started + k):
+            params = configs[i % len(configs)]
+            shown = ", ".join(f"{name}={params[name]:g}" for name in ctx.cfg.search.grid)
+            out.append(StageSpec(parent_id=ROOT, params=dict(params), proposed_by="lineages",
+                                 reason=f"lineage {i + 1} starts with grid configuration "
+                                        f"{i % len(configs) + 1}/{len(configs)}: {shown} (search.lineage_start: grid)"))
+        return out
     pctx = ctx.proposal_context(tree, ROOT)
     pctx.extra.update(ctx.extra)
     prior = prior_proposal(replace(pctx, siblings=()))  # every lineage starts with the prior's move
-    params = dict(prior.params) if prior is not None else dict(tree.root.params)
-    started = len(tree.trained_children(ROOT))
-    why = prior.reason if prior is not None else "the starting parameters"
+    params, why, mode, repairs = ((dict(tree.root.params), "the starting parameters", "continue", ()) if prior is None
+                                  else (dict(prior.params), prior.reason, prior.mode.value, prior.repairs))
     return [StageSpec(parent_id=ROOT, params=dict(params), proposed_by="lineages",
                       reason=f"lineage {started + i + 1} starts with {why} (search.lineage_start: start)",
-                      mode=prior.mode.value if prior is not None else "continue",
-                      repairs=prior.repairs if prior is not None else ())
+                      mode=mode, repairs=repairs)
             for i in range(k)]
 
 
