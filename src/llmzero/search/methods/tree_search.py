@@ -128,26 +128,24 @@ def _lineage_starts(tree: Tree, k: int, ctx: SearchContext) -> list[StageSpec]:
     ``search.prior``). ``grid``: lineage i with the i-th of ``search.grid``'s configurations nearest
     to the starting parameters (``grid_configs``, the order grid search runs them in; a lineage that
     replaces one takes the next configuration, round the grid again after its last)."""
-    started = len(tree.trained_children(ROOT))
-    if ctx.cfg.search.lineage_start == "grid":
+    started, how = len(tree.trained_children(ROOT)), ctx.cfg.search.lineage_start
+    if how == "grid":
         configs = grid_configs(ctx.cfg.search.grid, ctx.space, tree.root.params)
-        out = []
+        n, starts = len(configs), []
         for i in range(started, started + k):
-            params = configs[i % len(configs)]
-            shown = ", ".join(f"{name}={params[name]:g}" for name in ctx.cfg.search.grid)
-            out.append(StageSpec(parent_id=ROOT, params=dict(params), proposed_by="lineages",
-                                 reason=f"lineage {i + 1} starts with grid configuration "
-                                        f"{i % len(configs) + 1}/{len(configs)}: {shown} (search.lineage_start: grid)"))
-        return out
-    pctx = ctx.proposal_context(tree, ROOT)
-    pctx.extra.update(ctx.extra)
-    prior = prior_proposal(replace(pctx, siblings=()))  # every lineage starts with the prior's move
-    params, why, mode, repairs = ((dict(tree.root.params), "the starting parameters", "continue", ()) if prior is None
-                                  else (dict(prior.params), prior.reason, prior.mode.value, prior.repairs))
+            c = configs[i % n]
+            shown = ", ".join(f"{name}={c[name]:g}" for name in ctx.cfg.search.grid)
+            starts.append((c, f"grid configuration {i % n + 1}/{n}: {shown}", "continue", ()))
+    else:
+        pctx = ctx.proposal_context(tree, ROOT)
+        pctx.extra.update(ctx.extra)
+        prior = prior_proposal(replace(pctx, siblings=()))  # every lineage starts with the prior's move
+        starts = [(tree.root.params, "the starting parameters", "continue", ()) if prior is None
+                  else (prior.params, prior.reason, prior.mode.value, prior.repairs)] * k
     return [StageSpec(parent_id=ROOT, params=dict(params), proposed_by="lineages",
-                      reason=f"lineage {started + i + 1} starts with {why} (search.lineage_start: start)",
+                      reason=f"lineage {started + i + 1} starts with {why} (search.lineage_start: {how})",
                       mode=mode, repairs=repairs)
-            for i in range(k)]
+            for i, (params, why, mode, repairs) in enumerate(starts)]
 
 
 class _Expander:
