@@ -178,9 +178,14 @@ def test_grad_norm_spike_gets_lower_learning_rate():
     assert first.findings == ("grad_norm_spike",) and first.params["learning_rate"] == pytest.approx(5e-5)
 
 
-def test_zero_std_groups_get_larger_groups_or_harder_problems():
-    low = skill(ctx_for(curve(**{**HEALTHY, "frac_reward_zero_std": 0.8, "reward": (0.1, 0.2)})))[0]
-    assert low.findings == ("zero_std_groups",) and low.params["num_generations"] == 16
+def test_zero_std_groups_get_the_equal_cost_move_before_larger_groups():
+    groups = curve(**{**HEALTHY, "frac_reward_zero_std": 0.8, "reward": (0.1, 0.2)})
+    low = [p for p in skill(ctx_for(groups)) if p.findings == ("zero_std_groups",)]
+    # a hotter rollout costs what a stage costs; twice the group costs twice the tokens, so it comes second
+    assert [p.params["temperature"] for p in low] == [1.2, 1.0]
+    assert [p.params["num_generations"] for p in low] == [8, 16]
+    hot = [p for p in skill(ctx_for(groups, temperature=1.5)) if p.findings == ("zero_std_groups",)]
+    assert hot[0].params["num_generations"] == 16  # at the temperature cap only the larger group is left
     high = skill(ctx_for(curve(**{**HEALTHY, "frac_reward_zero_std": 0.9, "reward": (0.85, 0.95)}), val=0.9))
     assert high[0].params["difficulty"] == 3
 
