@@ -144,12 +144,8 @@ def length_explosion(f: Finding, p: Params) -> list[Remedy]:
 
 def zero_std_groups(f: Finding, p: Params) -> list[Remedy]:
     # Twice the group costs twice a stage's tokens at the same steps, so under a fixed budget the move
-    # that costs what a stage costs comes first (harder problems, or a hotter rollout) and the larger
-    # group second. On the AMD EPYC benchmark a doubled group at a word_sorting lineage's second stage
-    # reached less validation score than two default stages of the same tokens (0.386 vs 0.393, 0.387
-    # vs 0.409), and where a benchmark tree trained both from one node (word_sorting three times,
-    # number_sorting once) the hotter child gained more per token each time. The benchmark rerun with
-    # this order: bench/HISTORY.md, "All-same-reward groups answered by the equal-cost move first".
+    # that costs what a stage costs (harder problems, or a hotter rollout) comes first. Measured:
+    # bench/HISTORY.md, "All-same-reward groups answered by the equal-cost move first".
     more_groups = Remedy({"num_generations": 2 * p["num_generations"]})
     if f.evidence.get("reward", 0.0) > HIGH_REWARD:  # all right: the problems are too easy
         return [Remedy({"difficulty": p["difficulty"] + 1}), more_groups]
