@@ -322,8 +322,8 @@ class Picker(Scripted):
 
 
 def by_content(lines):
-    """The options that move the temperature alone, then the entropy bonus alone, wherever they are listed."""
-    moves = {int(x.split(":")[0]): x.split(": ", 1)[1].split(" (")[0] for x in lines}
+    """The remedies that move the temperature alone, then the entropy bonus alone, wherever they are listed."""
+    moves = {int(x.split(":")[0]): x.split(": ", 1)[1].split(" (")[0] for x in lines if "(for " in x}
     return [next(i for i, m in moves.items() if m.startswith(name) and "," not in m)
             for name in ("temperature", "entropy_coef")]
 

@@ -66,7 +66,7 @@ def test_every_detector_is_tested():
     (dict(**{"completions/mean_length": (12.0, 4.0)}, reward=0.3, val=0.36), "length_collapse"),
     (dict(**{"completions/mean_length": (12.0, 30.0)}), "length_explosion"),
     (dict(**{"completions/clipped_ratio": 0.97}), "truncation"),  # max_completion_length 6
-    (dict(frac_reward_zero_std=(0.7, 0.82)), "zero_std_groups"),  # lr 3e-4
+    (dict(frac_reward_zero_std=(0.7, 0.82), val=0.33), "zero_std_groups"),  # lr 3e-4
     (dict(**{"clip_ratio/region_mean": 0.2}), "clip_saturation"),
 ])
 def test_detector_fires_on_its_signature(changes, expected):
@@ -102,6 +102,21 @@ def test_reward_plateau_needs_flat_reward_and_no_val_gain():
     assert "reward_plateau" in names((node(id="solo", history=curve(**{**HEALTHY, "reward": 0.4})),))
     f = next(f for f in diagnose(path_with(reward=0.8, val=0.36)) if f.name == "reward_plateau")
     assert f.evidence["reward"] == pytest.approx(0.8, abs=0.05) and f.severity <= 0.6
+
+
+def test_zero_std_groups_at_a_low_reward_wait_while_val_still_rises():
+    # word_sorting's default schedule: 52-60% of groups all wrong at a reward of .15-.21, val rising
+    groups = dict(frac_reward_zero_std=(0.6, 0.62), reward=(0.14, 0.16))
+    assert "zero_std_groups" not in names(path_with(val=0.40, **groups))  # +0.04 on the parent
+    f = next(f for f in diagnose(path_with(val=0.36, **groups)) if f.name == "zero_std_groups")
+    assert f.evidence["reward"] == pytest.approx(0.16, abs=0.01)
+    # a slow rise over the last three stages counts as rising too, as for the plateau
+    p1, p2 = (node(curve(**{**HEALTHY, **groups}), val=v, id=f"p{v}", depth=d) for d, v in ((1, 0.364), (2, 0.368)))
+    slow = node(curve(**{**HEALTHY, **groups}), val=0.372, id="c", depth=3)
+    assert "zero_std_groups" not in names((ROOT, p1, p2, slow))
+    assert "zero_std_groups" in names((ROOT, p1, p2, node(slow.history, val=0.366, id="c", depth=3)))
+    # groups all right at a high reward are too easy whatever val does: harder problems are the answer
+    assert "zero_std_groups" in names(path_with(val=0.9, frac_reward_zero_std=0.9, reward=(0.85, 0.95)))
 
 
 def test_reward_hacking_needs_rising_reward_and_falling_val():
@@ -143,7 +158,7 @@ def test_sorted_by_severity():
     # lr 1e-3 on number_sorting: entropy and length blow up, reward dies, groups go all-zero
     lengths = {"completions/mean_length": (12.0, 18.0), "completions/clipped_ratio": (0.2, 0.79)}
     found = diagnose(path_with(entropy=(0.63, 1.04), reward=(0.2, 0.0), frac_reward_zero_std=(0.4, 1.0),
-                               **lengths))
+                               val=0.2, **lengths))
     assert {"entropy_blowup", "reward_collapse", "zero_std_groups", "truncation"} <= {f.name for f in found}
     sev = [f.severity for f in found]
     assert sev == sorted(sev, reverse=True) and all(isinstance(f, Finding) for f in found)

@@ -180,14 +180,15 @@ def test_grad_norm_spike_gets_lower_learning_rate():
 
 def test_zero_std_groups_get_the_equal_cost_move_before_larger_groups():
     groups = curve(**{**HEALTHY, "frac_reward_zero_std": 0.8, "reward": (0.1, 0.2)})
-    low = [p for p in skill(ctx_for(groups)) if p.findings == ("zero_std_groups",)]
+    low = [p for p in skill(ctx_for(groups, val=0.36)) if p.findings == ("zero_std_groups",)]
     # a hotter rollout costs what a stage costs; twice the group costs twice the tokens, so it comes second
     assert [p.params["temperature"] for p in low] == [1.2, 1.0]
     assert [p.params["num_generations"] for p in low] == [8, 16]
-    hot = [p for p in skill(ctx_for(groups, temperature=1.5)) if p.findings == ("zero_std_groups",)]
+    hot = [p for p in skill(ctx_for(groups, val=0.36, temperature=1.5)) if p.findings == ("zero_std_groups",)]
     assert hot[0].params["num_generations"] == 16  # at the temperature cap only the larger group is left
     high = skill(ctx_for(curve(**{**HEALTHY, "frac_reward_zero_std": 0.9, "reward": (0.85, 0.95)}), val=0.9))
     assert high[0].params["difficulty"] == 3
+    assert skill(ctx_for(groups))[0].reason.startswith("fallback: keep going")  # val still rises (0.36 -> 0.45)
 
 
 def test_plateau_moves_learning_rate_both_ways_or_raises_difficulty():

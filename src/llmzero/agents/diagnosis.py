@@ -59,6 +59,7 @@ TRUNCATION_HIGH = 0.25  # completions/clipped_ratio; near 1 means no gradient at
 
 # --- groups, clipping, gradients ---
 ZERO_STD_HIGH = 0.6  # frac_reward_zero_std; healthy .35-.45, temperature .5 gave .56-.70, lr 3e-4 .70-.82
+HIGH_REWARD = 0.7  # a plateau or all-same-reward groups at a reward this high: the problems are too easy
 CLIP_REGION_HIGH = 0.1  # clip_ratio/region_mean; mu=2 gave .001-.03 and it is exactly 0 when on-policy
 GRAD_SPIKE_RATIO = 10.0  # max grad_norm over the median of the positive ones
 GRAD_SPIKE_MIN_ROWS = 5  # a median of fewer steps is not a baseline
@@ -292,8 +293,11 @@ def zero_std_groups(v: _View) -> Finding | None:
     end = v.tail(key)
     if end < ZERO_STD_HIGH:
         return None
+    reward = v.tail("reward")
+    if (reward is None or reward <= HIGH_REWARD) and v.risen_from() is not None:
+        return None  # groups all wrong at a low reward while val still rises: a hard task being learnt
     ev = {"frac_reward_zero_std": end}
-    if (reward := v.tail("reward")) is not None:
+    if reward is not None:
         ev["reward"] = reward
     return Finding("zero_std_groups", _sev(end, ZERO_STD_HIGH, 1.0), ev,
                    f"zero_std_groups: {end:.0%} of groups have zero reward variance"

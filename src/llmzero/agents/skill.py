@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmzero.agents._base import NodeView, Proposal, ProposalContext
-from llmzero.agents.diagnosis import Finding, diagnose
+from llmzero.agents.diagnosis import HIGH_REWARD, Finding, diagnose
 from llmzero.space import Space, Value, params_key
 from llmzero.strategy import StageMode
 
@@ -36,7 +36,6 @@ EPSILON_HIGH_MIN = 0.28  # DAPO's clip-higher value
 EPSILON_HIGH_STEP = 0.08  # widen the upper clip by this when updates saturate it
 LENGTH_GROWTH = 1.5  # truncation: lengthen the cap by this factor ...
 LENGTH_MIN_STEP = 4  # ... and by at least this many tokens
-HIGH_REWARD = 0.7  # a plateau or all-right groups at a reward this high call for harder problems
 FALLBACK_TRIES = 50  # random jitters tried per missing fallback before giving up
 SIG_DIGITS = 6  # proposals are rounded so that 1e-4 * 1.5 reads 0.00015 and compares equal
 
