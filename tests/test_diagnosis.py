@@ -111,7 +111,7 @@ def test_zero_std_groups_at_a_low_reward_wait_while_val_still_rises():
     f = next(f for f in diagnose(path_with(val=0.36, **groups)) if f.name == "zero_std_groups")
     assert f.evidence["reward"] == pytest.approx(0.16, abs=0.01)
     # a slow rise over the last three stages counts as rising too, as for the plateau
-    p1, p2 = (node(curve(**{**HEALTHY, **groups}), val=v, id=f"p{v}", depth=d) for d, v in ((1, 0.364), (2, 0.368)))
+    p1, p2 = (node(curve(**{**HEALTHY, **groups}), val=v, id=f"p{d}", depth=d) for d, v in ((1, 0.364), (2, 0.368)))
     slow = node(curve(**{**HEALTHY, **groups}), val=0.372, id="c", depth=3)
     assert "zero_std_groups" not in names((ROOT, p1, p2, slow))
     assert "zero_std_groups" in names((ROOT, p1, p2, node(slow.history, val=0.366, id="c", depth=3)))
