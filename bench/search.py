@@ -1358,6 +1358,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: finished cells are in the results file, the one in flight resumes
+        print("stopped: run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
     except ValueError as e:  # ConfigError, ModelError, JournalError: one line, raised by a cell
         from llmzero.config import ConfigError
         from llmzero.models.tiny import ModelError

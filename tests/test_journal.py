@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from llmzero.search.journal import SCHEMA_VERSION, Journal, JournalError, Recorder
+from llmzero.search.journal import SCHEMA_VERSION, Journal, JournalError, Recorder, RunLock
 from llmzero.search.tree import ROOT, NodeState, Tree
 
 
@@ -47,3 +47,43 @@ def test_missing_and_corrupt_journal(tmp_path):
     (tmp_path / "bad.sqlite").write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(JournalError, match="not a readable SQLite"):
         Journal(tmp_path / "bad.sqlite")
+
+
+def test_one_search_at_a_time_in_a_run_directory(tmp_path):
+    """A search resumed while another still writes its directory would requeue and publish the same
+    nodes over the other's: it stops with one line (exit 2) naming the directory and the holder's pid.
+    The lock dies with its holder, so a search killed with SIGKILL leaves nothing stale behind."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from llmzero.config import parse_config
+    from llmzero.search import JOURNAL, SearchRun
+
+    cfg = parse_config({"task": {"name": "countdown"}, "search": {"method": "grid"}, "budget": {"compute": 1000}})
+    first = SearchRun(cfg, tmp_path / "run")
+    try:
+        assert (tmp_path / "run" / JOURNAL).is_file()
+        with pytest.raises(JournalError, match=re.escape(f"'{tmp_path / 'run'}' is in use by another search (pid {os.getpid()})")):
+            SearchRun(None, tmp_path / "run", resume=True)
+        r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "--resume", "run"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"in use by another search (pid {os.getpid()})" in r.stderr
+    finally:
+        first.close()
+    with pytest.raises(JournalError, match="holds no run"):  # past the lock: the first let it go on close
+        SearchRun(None, tmp_path / "run", resume=True)
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from llmzero.search.journal import RunLock; "
+                               "lock = RunLock(sys.argv[1]); print('held', flush=True); time.sleep(600)",
+                               str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(JournalError, match=f"pid {holder.pid}"):
+            RunLock(tmp_path / "run")
+    finally:
+        holder.kill()
+        holder.wait()
+    RunLock(tmp_path / "run").release()  # the killed holder's lock went with it

@@ -174,6 +174,41 @@ def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
     assert all(c == 1 for n, c in starts.items() if n not in in_flight)
 
 
+def test_ctrl_c_stops_the_search_and_its_workers_in_one_line_and_resume_finishes_it(xs_base, tmp_path):
+    """Ctrl-C reaches the whole process group: the search says how to continue (exit 130), no process
+    prints a traceback, no worker outlives it, and the resumed run finishes with the whole budget."""
+    import psutil
+
+    cfg = config(xs_base, method="mcts")
+    cfg["executor"]["workers"] = 2
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run"], cwd=tmp_path,
+                         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline, workers = time.time() + 300, []
+    while time.time() < deadline and p.poll() is None:
+        time.sleep(0.5)
+        workers = [c for c in psutil.Process(p.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        if len(workers) == 2 and (run_dir / JOURNAL).exists() and Journal(run_dir / JOURNAL).replay().in_state(
+                NodeState.RUNNING):
+            break
+    assert len(workers) == 2 and p.poll() is None, "the search ended before two workers trained a stage"
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "stopped: continue with `llmzero search --resume run`" in err
+    psutil.wait_procs(workers, timeout=10)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "--resume", "run", "--json"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    resumed = SearchRun(None, run_dir, resume=True)
+    assert_spends(json.loads(r.stdout), resumed)
+    resumed.close()
+
+
 class _Killed(BaseException):
     """Stands for a kill -9: the journal keeps what was recorded before it."""
 

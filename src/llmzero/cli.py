@@ -257,6 +257,17 @@ def search_cmd(
 
             shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind
         raise
+    except KeyboardInterrupt:  # Ctrl-C: the journal holds every finished stage, the workers end with us
+        run.close()
+        if resume is None and not run.tree.meta:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print("stopped before the search started: nothing was kept", file=sys.stderr)
+        else:
+            print(f"stopped: continue with `llmzero search --resume {run_dir}` (the stages in flight train "
+                  "again)", file=sys.stderr)
+        raise typer.Exit(130) from None
     run.close()
     if report:
         from llmzero.report import write_report

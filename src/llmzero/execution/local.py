@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,13 +79,46 @@ def _exit_with_parent(poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="llmzero-parent-watch", daemon=True).start()
 
 
+def _quiet_interrupt() -> None:
+    """Ctrl-C reaches the whole process group: a worker ends at once and without a traceback (the
+    search process reports the stop; a stage in flight publishes nothing, its temporary directory is
+    cleared on resume)."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    if hasattr(signal, "pthread_sigmask"):  # born with SIGINT blocked (_born_deaf): a Ctrl-C while starting
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # up is delivered now, to the handler
+
+
+@contextmanager
+def _born_deaf() -> Iterator[None]:
+    """Processes started inside start with SIGINT blocked (a spawned process inherits the signal mask):
+    a Ctrl-C during a worker's imports waits for its quiet handler instead of printing a traceback."""
+    import signal
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    resource_tracker.ensure_running()  # now, not inside: starting it unblocks SIGINT in this thread
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _init_worker(threads: int, watch_parent: bool = True) -> None:
+    """Set up a process that trains stages. ``watch_parent``: it is a pool's worker, which ends with the
+    search process and on Ctrl-C; not for stages run in the search process itself or in Ray's actors."""
     import psutil
 
     from llmzero.runtime import configure_process
 
     if watch_parent:
         _exit_with_parent()
+        _quiet_interrupt()
     configure_process(threads)
     import trl  # noqa: F401 - pay the import here, once per worker
 
@@ -112,7 +147,7 @@ def _run_in_worker(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: 
 def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
                 token_limit: int | None = None) -> StageResult:
     if "runners" not in _WORKER:
-        _init_worker(1)
+        _init_worker(1, watch_parent=False)  # this is the search process: its parent is the user's shell
     return _run_in_worker(spec, parent, stage, out_dir, seed, token_limit)
 
 
@@ -144,11 +179,12 @@ class LocalPool:
             fut: Future = Future()
             fut.set_result(_run_inline(spec, parent, stage, out_dir, seed, token_limit))
             return fut
-        try:
-            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
-        except BrokenProcessPool:
-            self._reset()
-            inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
+        with _born_deaf():  # a submit may start the workers
+            try:
+                inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
+            except BrokenProcessPool:
+                self._reset()
+                inner = self._executor().submit(_run_in_worker, spec, parent, stage, out_dir, seed, token_limit)
         return failures_as_results(inner, parent, stage, seed)
 
     def run(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,

@@ -13,6 +13,7 @@ replays to the tree as it was at its last event.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -80,3 +81,39 @@ class Recorder:
         payload = json.loads(json.dumps(payload or {}, default=str))  # the tree sees exactly what replay sees
         self.journal.append(kind, node_id, payload)
         self.tree.apply(kind, node_id, payload)
+
+
+class RunLock:
+    """One search at a time in a run directory.
+
+    Two searches writing one directory (a resumed run started while the first still trains) would
+    requeue and publish the same nodes over each other. The lock is an advisory ``flock`` on
+    ``search.lock``, which the OS drops when the holding process ends, however it ends: a killed
+    search never leaves a stale lock behind. Readers (``llmzero show``, reports) take no lock.
+    """
+
+    NAME = "search.lock"
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / self.NAME
+        self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the run: closing drops the lock
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on this platform: no guard
+            return
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "unknown"
+            self._fh.close()
+            raise JournalError(f"run directory {str(run_dir)!r} is in use by another search (pid {holder}): "
+                               "let it finish or stop it, then resume") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"{os.getpid()}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from llmzero.config import ExperimentConfig
-from llmzero.search.journal import Journal, JournalError, Recorder
+from llmzero.search.journal import Journal, JournalError, Recorder, RunLock
 from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
 from llmzero.search.tree import ROOT, Node, NodeState, node_order
 from llmzero.strategy import Soup, Stage, StageMode, Strategy
@@ -82,6 +82,18 @@ class SearchRun:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             self.journal = Journal(self.out / JOURNAL, create=True)
+        try:
+            self._lock = RunLock(self.out)  # before anything in the directory is read or changed
+        except JournalError:
+            self.journal.close()
+            raise
+        try:
+            self._load(cfg, resume, workers)
+        except BaseException:  # a bad config or a missing model: the journal and the lock are let go
+            self.close()
+            raise
+
+    def _load(self, cfg: ExperimentConfig | None, resume: bool, workers: int | None) -> None:
         self.tree = self.journal.replay()
         if resume:
             if not self.tree.meta:
@@ -684,6 +696,7 @@ class SearchRun:
 
     def close(self) -> None:
         self.journal.close()
+        self._lock.release()
 
 
 def _settings(cfg: ExperimentConfig):
