@@ -87,3 +87,5 @@ def test_one_search_at_a_time_in_a_run_directory(tmp_path):
         holder.kill()
         holder.wait()
     RunLock(tmp_path / "run").release()  # the killed holder's lock went with it
+    with pytest.raises(JournalError, match="'.*nowhere' cannot be written"):
+        RunLock(tmp_path / "nowhere")  # one line, not a traceback

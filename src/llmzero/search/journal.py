@@ -96,7 +96,10 @@ class RunLock:
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / self.NAME
-        self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the run: closing drops the lock
+        try:
+            self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the run: closing drops the lock
+        except OSError as e:
+            raise JournalError(f"run directory {str(run_dir)!r} cannot be written ({e.strerror})") from None
         try:
             import fcntl
         except ImportError:  # pragma: no cover - no flock on this platform: no guard
