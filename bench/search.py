@@ -1281,13 +1281,21 @@ def _reach_cell(a: list[dict[str, Any]], b: list[dict[str, Any]], method_b: str)
 
 
 def status(bench: dict[str, Any], out: Path) -> str:
+    from llmzero.search.journal import RunLock
+
     counts: dict[str, int] = {"done": 0, "started": 0, "new": 0}
-    lines = []
+    lines, running = [], 0
+
     for t, m, s in cells(bench):
-        state, _ = cell_state(run_dir(out, t, m, s), m)
+        d = run_dir(out, t, m, s)
+        state, _ = cell_state(d, m)
         counts[state] += 1
-        lines.append(f"{t:15s} {m:14s} seed {s}: {state}")
-    lines.append(f"{counts['done']} done, {counts['started']} started (will resume), {counts['new']} left "
+        pid = RunLock.holder(d) if state == "started" else None
+        running += pid is not None
+        lines.append(f"{t:15s} {m:14s} seed {s}: {f'started (running now, pid {pid})' if pid else state}")
+    stopped = counts["started"] - running
+    how = "will resume" if not running else f"{running} running now" + (f", {stopped} will resume" if stopped else "")
+    lines.append(f"{counts['done']} done, {counts['started']} started ({how}), {counts['new']} left "
                  f"of {sum(counts.values())} cells")
     return "\n".join(lines)
 

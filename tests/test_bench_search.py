@@ -82,7 +82,7 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
 
     status = bench("status", str(CI), "--out", str(out)).stdout
     assert re.search(r"fixed +seed 0: started", status)
-    assert "2 done, 1 started (will resume), 2 left" in status
+    assert "2 done, 1 started (will resume), 2 left" in status and "running now" not in status  # killed
 
     # 3. run again: the fixed cell resumes, the others start; grid is only collected
     t0 = time.time()

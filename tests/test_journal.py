@@ -87,5 +87,11 @@ def test_one_search_at_a_time_in_a_run_directory(tmp_path):
         holder.kill()
         holder.wait()
     RunLock(tmp_path / "run").release()  # the killed holder's lock went with it
+    assert RunLock.holder(tmp_path / "run") is None  # ended cleanly: no pid left in the file
+    (tmp_path / "run" / RunLock.NAME).write_text(f"{holder.pid}\n")  # as a killed search leaves it
+    assert RunLock.holder(tmp_path / "run") is None  # that process is gone
+    lock = RunLock(tmp_path / "run")
+    assert RunLock.holder(tmp_path / "run") == os.getpid()
+    lock.release()
     with pytest.raises(JournalError, match="'.*nowhere' cannot be written"):
         RunLock(tmp_path / "nowhere")  # one line, not a traceback

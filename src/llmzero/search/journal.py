@@ -119,4 +119,21 @@ class RunLock:
 
     def release(self) -> None:
         if not self._fh.closed:
+            self._fh.seek(0)
+            self._fh.truncate()  # no pid left behind by a search that ended cleanly
             self._fh.close()
+
+    @classmethod
+    def holder(cls, run_dir: str | Path) -> int | None:
+        """The pid of the search that writes ``run_dir`` now, else None; read without locking, for display.
+        A pid left by a killed search counts only if that process is still the one that took the lock
+        (created before the lock file was written), not a later process that reuses the number."""
+        import psutil
+
+        path = Path(run_dir) / cls.NAME
+        try:
+            text, written = path.read_text().strip(), path.stat().st_mtime
+            pid = int(text)
+            return pid if psutil.Process(pid).create_time() <= written + 1 else None
+        except (OSError, ValueError, psutil.Error):
+            return None
