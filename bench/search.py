@@ -1285,7 +1285,6 @@ def status(bench: dict[str, Any], out: Path) -> str:
 
     counts: dict[str, int] = {"done": 0, "started": 0, "new": 0}
     lines, running = [], 0
-
     for t, m, s in cells(bench):
         d = run_dir(out, t, m, s)
         state, _ = cell_state(d, m)

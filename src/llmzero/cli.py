@@ -247,22 +247,25 @@ def search_cmd(
 
     configure_process(1)
     run = SearchRun(cfg, run_dir, resume=resume is not None, workers=workers)
-    try:
-        run.open_executor()
-        summary = _live_search(run, transient=json_)
-    except ConfigError:  # the executor cannot be had (a Ray cluster out of reach): nothing was trained
-        run.close()
-        if resume is None and not run.tree.meta:
-            import shutil
 
-            shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind
-        raise
-    except KeyboardInterrupt:  # Ctrl-C: the journal holds every finished stage, the workers end with us
+    def close_dropping_a_run_not_started() -> bool:
+        """Close the run; a new one with nothing recorded yet is removed (no half-made run left behind)."""
         run.close()
         if resume is None and not run.tree.meta:
             import shutil
 
             shutil.rmtree(run_dir, ignore_errors=True)
+            return True
+        return False
+
+    try:
+        run.open_executor()
+        summary = _live_search(run, transient=json_)
+    except ConfigError:  # the executor cannot be had (a Ray cluster out of reach): nothing was trained
+        close_dropping_a_run_not_started()
+        raise
+    except KeyboardInterrupt:  # Ctrl-C: the journal holds every finished stage, the workers end with us
+        if close_dropping_a_run_not_started():
             print("stopped before the search started: nothing was kept", file=sys.stderr)
         else:
             print(f"stopped: continue with `llmzero search --resume {run_dir}` (the stages in flight train "
