@@ -1288,8 +1288,10 @@ def status(bench: dict[str, Any], out: Path) -> str:
     for t, m, s in cells(bench):
         d = run_dir(out, t, m, s)
         state, _ = cell_state(d, m)
+        pid = RunLock.holder(d) if state != "done" else None
+        if pid is not None:  # a cell with nothing recorded yet may be building its base model
+            state = "started"
         counts[state] += 1
-        pid = RunLock.holder(d) if state == "started" else None
         running += pid is not None
         lines.append(f"{t:15s} {m:14s} seed {s}: {f'started (running now, pid {pid})' if pid else state}")
     stopped = counts["started"] - running

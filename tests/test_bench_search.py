@@ -252,3 +252,20 @@ def test_bad_seed_offset_is_one_line(tmp_path):
                    "seed_offset: -3\n")
     r = status_of(str(bad))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "seed_offset=-3" in r.stderr
+
+
+def test_status_marks_a_cell_that_holds_its_lock_before_its_first_event(tmp_path):
+    from llmzero.search.journal import RunLock
+
+    d = search_mod.run_dir(tmp_path, "number_sorting", "grid", 0)  # a cell that is building its base model
+    d.mkdir(parents=True)
+    lock = RunLock(d)
+    try:
+        r = status_of(str(CI), "--out", str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert f"grid           seed 0: started (running now, pid {os.getpid()})" in r.stdout, r.stdout
+        assert "0 done, 1 started (1 running now), 4 left of 5 cells" in r.stdout, r.stdout
+    finally:
+        lock.release()
+    r = status_of(str(CI), "--out", str(tmp_path))
+    assert "grid           seed 0: new" in r.stdout and "0 done, 0 started (will resume), 5 left" in r.stdout
