@@ -1280,6 +1280,59 @@ def _reach_cell(a: list[dict[str, Any]], b: list[dict[str, Any]], method_b: str)
     return text
 
 
+def configs_table(bench: dict[str, Any], out: Path, method: str = "grid") -> str:
+    """Each static configuration of the ``method`` cells (grid, fixed) under ``out``: its validation score
+    after each stage, averaged over the seeds, and its last stage against the starting parameters' chain
+    at the same depth, paired by seed. A chain that early stopping pruned counts at the depths it reached."""
+    from llmzero.search.journal import Journal
+    from llmzero.space import params_key
+
+    if method not in ("grid", "fixed"):
+        raise BenchError(f"--method {method!r} is not allowed: expected grid or fixed (methods whose "
+                         "configurations are static, the same on every seed)")
+    depth = max(resolved_config(bench, t, method, s).search.depth for t, m, s in cells(bench) if m == method)
+    lines = []
+    for task in bench["tasks"]:
+        runs = []
+        for t, m, s in cells(bench):
+            d = run_dir(out, t, m, s)
+            if (t, m) == (task, method) and (d / "journal.sqlite").is_file():
+                runs.append((s, Journal(d / "journal.sqlite").replay()))
+        if not runs:
+            continue
+        start_key = params_key(runs[0][1].root.params, 6)
+        # {config key: (label, {seed: {depth: val}}, pruned count)}
+        table: dict[tuple, list] = {}
+        for seed, tree in runs:
+            root = tree.root.params
+            for n in tree.nodes.values():
+                if n.chain is None or n.val_score is None:
+                    continue
+                key = params_key(n.params, 6)
+                label = ", ".join(f"{k} {v:g}" for k, v in n.params.items() if root.get(k) != v)
+                row = table.setdefault(key, [label or "the starting parameters", {}, 0])
+                row[1].setdefault(seed, {})[n.depth] = n.val_score
+                row[2] += n.state.value == "pruned"
+        lines += [f"### {task}: {method}'s configurations, validation score after each stage "
+                  f"({len(runs)} seed{'' if len(runs) == 1 else 's'})", "",
+                  "| configuration | seeds | " + " | ".join(f"stage {k}" for k in range(1, depth + 1))
+                  + " | last stage minus the starting parameters' at its depth [95% CI] | pruned |",
+                  "|---|---|" + "---|" * depth + "---|---|"]
+        start = table.get(start_key, [None, {}, 0])[1]
+        for key, (label, by_seed, pruned) in sorted(table.items(), key=lambda kv: kv[0] != start_key):
+            cols = []
+            for k in range(1, depth + 1):
+                v = [x[k] for x in by_seed.values() if k in x]
+                cols.append(f"{_mean(v):.3f} ({len(v)})" if v else "-")
+            d = [x[max(x)] - start[s][max(x)] for s, x in by_seed.items() if max(x) in start.get(s, {})]
+            ci = bootstrap_ci(d)
+            diff = "-" if key == start_key or not d else (
+                f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + f" ({len(d)})")
+            lines.append(f"| {label} | {len(by_seed)} | " + " | ".join(cols) + f" | {diff} | {pruned} |")
+        lines.append("")
+    return "\n".join(lines) if lines else f"no {method} cell has a journal under {out}"
+
+
 def status(bench: dict[str, Any], out: Path) -> str:
     from llmzero.search.journal import RunLock
 
@@ -1317,6 +1370,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--continue-unspent", action="store_true",
                    help="resume the finished tree-search cells (mcts, skill) that left more than 5%% of their "
                         "budget unspent: this llmzero's search may spend the rest")
+    g = sub.add_parser("configs", help="each static configuration of the grid (or fixed) cells: its "
+                                       "validation score after each stage, over the seeds")
+    g.add_argument("config")
+    g.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    g.add_argument("--method", default="grid")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s = sub.add_parser("status", help="cells done, started and left")
     s.add_argument("config")
     s.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -1361,6 +1420,9 @@ def main(argv: list[str] | None = None) -> int:
         bench = load_bench(a.config, a.set)
         if a.cmd == "status":
             print(status(bench, a.out))
+            return 0
+        if a.cmd == "configs":
+            print(configs_table(bench, a.out, a.method))
             return 0
         run_cells(bench, a.out, a.results, a.only_task, a.only_method, a.only_seed, str(a.config),
                   continue_unspent=a.continue_unspent)

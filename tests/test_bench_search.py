@@ -177,6 +177,22 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     assert f"| number_sorting | {recs['grid']['test_score']:.3f} | {pick['test_score']:.3f} |" in room
     assert f"seed 0: {pick['test_score']:.3f} ({pick['method']})" in room
 
+    # 5b. grid's configurations by stage, read off its journal; the first row is the starting parameters
+    from llmzero.search.journal import Journal
+
+    tree = Journal(cell["grid"] / "journal.sqlite").replay()
+    chains = {n.chain for n in tree.nodes.values() if n.chain is not None and n.val_score is not None}
+    c = bench("configs", str(CI), "--out", str(out)).stdout
+    print(c)
+    rows = [x for x in c.splitlines() if x.startswith("| ") and not x.startswith("| configuration")]
+    assert len(rows) == len(chains) >= 2 and rows[0].startswith("| the starting parameters | 1 | ")
+    first = next(n for n in tree.nodes.values() if n.chain == 0 and n.depth == 1)
+    assert rows[0].split(" | ")[2] == f"{first.val_score:.3f} (1)"
+    assert all(r.split(" | ")[1] == "1" for r in rows) and "learning_rate" in c
+    bad = subprocess.run([sys.executable, str(BENCH), "configs", str(CI), "--out", str(out), "--method", "llmzero"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "'llmzero'" in bad.stderr, bad.stderr
+
     # 6. a run dir of another experiment is never mixed into these results
     r = subprocess.run([sys.executable, str(BENCH), "run", str(CI), *common, "--set", "budget.compute=7000"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
