@@ -1280,10 +1280,19 @@ def _reach_cell(a: list[dict[str, Any]], b: list[dict[str, Any]], method_b: str)
     return text
 
 
+def _paired(d: list[float]) -> str:
+    """Paired differences over seeds: their mean, 95% bootstrap interval and count."""
+    if not d:
+        return "-"
+    ci = bootstrap_ci(d)
+    return f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + f" ({len(d)})"
+
+
 def configs_table(bench: dict[str, Any], out: Path, method: str = "grid") -> str:
     """Each static configuration of the ``method`` cells (grid, fixed) under ``out``: its validation score
-    after each stage, averaged over the seeds, and its last stage against the starting parameters' chain
-    at the same depth, paired by seed. A chain that early stopping pruned counts at the depths it reached."""
+    after each stage, averaged over the seeds; paired by seed with the starting parameters' chain, its last
+    stage against that chain's stage at the same depth, and its best stage against that chain's best (what
+    grid's pick sees). A chain that early stopping pruned counts at the depths it reached."""
     from llmzero.search.journal import Journal
     from llmzero.space import params_key
 
@@ -1316,19 +1325,19 @@ def configs_table(bench: dict[str, Any], out: Path, method: str = "grid") -> str
         lines += [f"### {task}: {method}'s configurations, validation score after each stage "
                   f"({len(runs)} seed{'' if len(runs) == 1 else 's'})", "",
                   "| configuration | seeds | " + " | ".join(f"stage {k}" for k in range(1, depth + 1))
-                  + " | last stage minus the starting parameters' at its depth [95% CI] | pruned |",
-                  "|---|---|" + "---|" * depth + "---|---|"]
+                  + " | last stage minus the starting parameters' at its depth [95% CI] | best stage minus "
+                  "the starting parameters' best [95% CI] | pruned |",
+                  "|---|---|" + "---|" * depth + "---|---|---|"]
         start = table.get(start_key, [None, {}, 0])[1]
         for key, (label, by_seed, pruned) in sorted(table.items(), key=lambda kv: kv[0] != start_key):
             cols = []
             for k in range(1, depth + 1):
                 v = [x[k] for x in by_seed.values() if k in x]
                 cols.append(f"{_mean(v):.3f} ({len(v)})" if v else "-")
-            d = [x[max(x)] - start[s][max(x)] for s, x in by_seed.items() if max(x) in start.get(s, {})]
-            ci = bootstrap_ci(d)
-            diff = "-" if key == start_key or not d else (
-                f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + f" ({len(d)})")
-            lines.append(f"| {label} | {len(by_seed)} | " + " | ".join(cols) + f" | {diff} | {pruned} |")
+            last = [x[max(x)] - start[s][max(x)] for s, x in by_seed.items() if max(x) in start.get(s, {})]
+            best = [max(x.values()) - max(start[s].values()) for s, x in by_seed.items() if start.get(s)]
+            diffs = ["-" if key == start_key else _paired(d) for d in (last, best)]
+            lines.append(f"| {label} | {len(by_seed)} | " + " | ".join(cols + diffs) + f" | {pruned} |")
         lines.append("")
     return "\n".join(lines) if lines else f"no {method} cell has a journal under {out}"
 

@@ -189,6 +189,10 @@ def test_ci_benchmark_runs_resumes_and_tabulates(tmp_path):
     first = next(n for n in tree.nodes.values() if n.chain == 0 and n.depth == 1)
     assert rows[0].split(" | ")[2] == f"{first.val_score:.3f} (1)"
     assert all(r.split(" | ")[1] == "1" for r in rows) and "learning_rate" in c
+    best = {k: max(n.val_score for n in tree.nodes.values() if n.chain == k and n.val_score is not None)
+            for k in chains}
+    assert sorted(r.split(" | ")[-2] for r in rows[1:]) == sorted(
+        f"{best[k] - best[0]:+.3f} (1)" for k in chains if k != 0)  # each chain's best against the default's
     bad = subprocess.run([sys.executable, str(BENCH), "configs", str(CI), "--out", str(out), "--method", "llmzero"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "'llmzero'" in bad.stderr, bad.stderr
