@@ -174,6 +174,55 @@ def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
     assert all(c == 1 for n, c in starts.items() if n not in in_flight)
 
 
+def test_a_moved_run_resumes_from_another_directory(xs_base, tmp_path):
+    """Stages record their checkpoints and KL references by path; a run directory moved after a kill and
+    resumed from elsewhere finds them again by node name, trains on and finishes."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config(xs_base, method="mcts")))
+    run_dir = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "llmzero.cli", "search", "c.yaml", "--out", "run", "--json"],
+                         cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, finished = time.time() + 300, 0
+    while time.time() < deadline and p.poll() is None and finished < 2:
+        time.sleep(0.3)
+        if (run_dir / JOURNAL).exists():
+            db = sqlite3.connect(run_dir / JOURNAL)
+            try:
+                finished = db.execute("SELECT COUNT(*) FROM events WHERE kind='stage_finished'").fetchone()[0]
+            except sqlite3.OperationalError:  # the file exists, its table not yet: look again
+                continue
+            finally:
+                db.close()
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert finished >= 2 and Journal(run_dir / JOURNAL).replay().finished is None
+    (tmp_path / "moved").mkdir()
+    run_dir.rename(tmp_path / "moved" / "run2")
+    (tmp_path / "elsewhere").mkdir()
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "search", "--resume", "../moved/run2", "--json"],
+                       cwd=tmp_path / "elsewhere", capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["test_score"] is not None
+    journal = Journal(tmp_path / "moved" / "run2" / JOURNAL)
+    assert list(journal.events("stage_failed")) == []  # every child found its parent's checkpoint
+    resumed = SearchRun(None, tmp_path / "moved" / "run2", resume=True)
+    assert_spends(summary, resumed)
+    assert all(Path(n.checkpoint).is_dir() for n in resumed.tree.stages() if n.checkpoint and not n.deleted)
+    resumed.close()
+
+
+def test_locate_checkpoint_finds_a_node_by_name_in_its_run(tmp_path):
+    from llmzero.training import locate_checkpoint
+
+    (tmp_path / "new" / "nodes" / "n3").mkdir(parents=True)
+    nodes = tmp_path / "new" / "nodes"
+    assert locate_checkpoint(str(tmp_path / "old" / "nodes" / "n3"), nodes) == str(nodes / "n3")  # moved
+    assert locate_checkpoint("old/nodes/n3", nodes) == str(nodes / "n3")  # recorded relative to elsewhere
+    assert locate_checkpoint(str(nodes / "n3"), nodes) == str(nodes / "n3")
+    assert locate_checkpoint(str(tmp_path / "old" / "nodes" / "n4"), nodes) == str(tmp_path / "old" / "nodes" / "n4")
+    assert locate_checkpoint(str(tmp_path / "cache" / "n3"), nodes) == str(tmp_path / "cache" / "n3")  # not a node
+
+
 def test_ctrl_c_stops_the_search_and_its_workers_in_one_line_and_resume_finishes_it(xs_base, tmp_path):
     """Ctrl-C reaches the whole process group: the search says how to continue (exit 130), no process
     prints a traceback, no worker outlives it, and the resumed run finishes with the whole budget."""

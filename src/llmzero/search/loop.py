@@ -76,7 +76,7 @@ class SearchRun:
     def __init__(self, cfg: ExperimentConfig | None, out: str | Path, *, resume: bool = False,
                  workers: int | None = None):
         """A new run (``cfg`` given) or a resumed one (``resume=True``: the config comes from the journal)."""
-        self.out = Path(out)
+        self.out = Path(out).absolute()  # checkpoints record each other by path: valid from any directory
         if resume:
             self.journal = Journal(self.out / JOURNAL)
         else:
@@ -94,7 +94,12 @@ class SearchRun:
             raise
 
     def _load(self, cfg: ExperimentConfig | None, resume: bool, workers: int | None) -> None:
+        from llmzero.training import locate_checkpoint
+
         self.tree = self.journal.replay()
+        for n in self.tree.stages():  # a journal written from another directory, or a run directory moved
+            if n.checkpoint and not n.deleted:
+                n.checkpoint = locate_checkpoint(n.checkpoint, self.out / "nodes")
         if resume:
             if not self.tree.meta:
                 raise JournalError(f"journal in {str(self.out)!r} holds no run")
@@ -561,7 +566,7 @@ class SearchRun:
         keep |= self.method.expandable(self.tree, self.ctx)
         keep |= {n.parent_id for n in self.tree.in_state(NodeState.PENDING, NodeState.RUNNING)}
         by_path = {n.checkpoint: n.id for n in self.tree.stages() if n.checkpoint}
-        from llmzero.training import read_stage_info
+        from llmzero.training import locate_checkpoint, read_stage_info
 
         for node_id in list(keep):
             n = self.tree.nodes.get(node_id)
@@ -571,6 +576,7 @@ class SearchRun:
                 ref = read_stage_info(n.checkpoint).get("reference")
             except ValueError:
                 continue
+            ref = locate_checkpoint(ref, self.out / "nodes") if ref else ref
             if ref in by_path:
                 keep.add(by_path[ref])
         keep.discard(ROOT)

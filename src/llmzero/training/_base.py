@@ -85,6 +85,17 @@ def read_stage_info(path: str | Path) -> dict[str, Any]:
                               f"{e.__class__.__name__})") from None
 
 
+def locate_checkpoint(path: str, nodes_dir: str | Path) -> str:
+    """``path`` as recorded, or the same node's checkpoint in ``nodes_dir`` (a run's ``nodes/``) when the
+    recorded path no longer leads to it. A run's stages sit side by side in its ``nodes/`` and record each
+    other by path; a path recorded relative to the directory a search ran from, or inside a run directory
+    that was moved since, is found again by its node's name."""
+    if Path(path).is_dir():
+        return path
+    moved = Path(nodes_dir) / Path(path).name
+    return str(moved) if Path(path).parent.name == "nodes" and moved.is_dir() else path
+
+
 def check_checkpoint(path: str | Path, mode: StageMode = StageMode.CONTINUE) -> dict[str, Any]:
     """Check that ``path`` is a whole checkpoint that a stage in ``mode`` can start from.
 

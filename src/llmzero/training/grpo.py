@@ -35,7 +35,8 @@ from llmzero.models.generate import greedy_generate
 from llmzero.models.tokenizer import load_tokenizer
 from llmzero.strategy import Stage, StageMode
 from llmzero.tasks import Task, accuracy, make_reward_func
-from llmzero.training._base import STAGE_INFO, CheckpointError, StageResult, check_checkpoint
+from llmzero.training._base import (STAGE_INFO, CheckpointError, StageResult, check_checkpoint,
+                                    locate_checkpoint)
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,8 @@ class GRPOStageRunner:
             info = check_checkpoint(parent, stage.mode)
             path_start = int(info["end_step"])
             if stage.mode is StageMode.CONTINUE:
-                load_from, reference, resume = info["reference"], info["reference"], parent
+                reference = locate_checkpoint(info["reference"], Path(parent).parent)
+                load_from, resume = reference, parent
                 trl_start = json.loads((Path(parent) / "trainer_state.json").read_text())["global_step"]
             else:
                 load_from, reference, resume, trl_start = parent, parent, None, 0
