@@ -1306,11 +1306,13 @@ def configs_table(bench: dict[str, Any], out: Path, method: str = "grid") -> str
         for t, m, s in cells(bench):
             d = run_dir(out, t, m, s)
             if (t, m) == (task, method) and (d / "journal.sqlite").is_file():
-                runs.append((s, Journal(d / "journal.sqlite").replay()))
+                journal = Journal(d / "journal.sqlite")
+                runs.append((s, journal.replay()))
+                journal.close()
         if not runs:
             continue
         start_key = params_key(runs[0][1].root.params, 6)
-        # {config key: (label, {seed: {depth: val}}, pruned count)}
+        # {config key: [label, {seed: {depth: val}}, pruned count]}
         table: dict[tuple, list] = {}
         for seed, tree in runs:
             root = tree.root.params
