@@ -1324,8 +1324,9 @@ def configs_table(bench: dict[str, Any], out: Path, method: str = "grid") -> str
                 row = table.setdefault(key, [label or "the starting parameters", {}, 0])
                 row[1].setdefault(seed, {})[n.depth] = n.val_score
                 row[2] += n.state.value == "pruned"
+        seeds = len({seed for _, by_seed, _ in table.values() for seed in by_seed})  # with a stage scored
         lines += [f"### {task}: {method}'s configurations, validation score after each stage "
-                  f"({len(runs)} seed{'' if len(runs) == 1 else 's'})", "",
+                  f"({seeds} seed{'' if seeds == 1 else 's'})", "",
                   "| configuration | seeds | " + " | ".join(f"stage {k}" for k in range(1, depth + 1))
                   + " | last stage minus the starting parameters' at its depth [95% CI] | best stage minus "
                   "the starting parameters' best [95% CI] | pruned |",
@@ -1440,6 +1441,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `table ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: finished cells are in the results file, the one in flight resumes
         print("stopped: run the same command again to continue where it stopped", file=sys.stderr)
         return 130

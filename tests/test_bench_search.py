@@ -289,3 +289,13 @@ def test_status_marks_a_cell_that_holds_its_lock_before_its_first_event(tmp_path
         lock.release()
     r = status_of(str(CI), "--out", str(tmp_path))
     assert "grid           seed 0: new" in r.stdout and "0 done, 0 started (will resume), 5 left" in r.stdout
+
+
+def test_a_closed_pipe_ends_a_table_quietly():
+    # `bench/search.py table | head`: the reader closes the pipe before the table is written
+    p = subprocess.Popen([sys.executable, str(BENCH), "table", "--results",
+                          str(ROOT / "bench" / "results" / "gridsoup-epyc.json")],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 1 and "Traceback" not in err, err
