@@ -1244,10 +1244,8 @@ def compare(sides: list[tuple[str, list[dict[str, Any]], str]]) -> str:
                 continue
             ma, mb = _mean([a[k]["test_score"] for k in keys]), _mean([b[k]["test_score"] for k in keys])
             d = [a[k]["test_score"] - b[k]["test_score"] for k in keys]
-            ci = bootstrap_ci(d)
             lines.append(f"| {task} | {len(keys)} | {ma:.3f} | {mb:.3f} | {_pct(ma / mb - 1 if mb else None)} | "
-                         f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + " | "
-                         f"{_reach_cell([a[k] for k in keys], [b[k] for k in keys], method_b)} |")
+                         f"{_mean_ci(d)} | {_reach_cell([a[k] for k in keys], [b[k] for k in keys], method_b)} |")
         warn = soup_mismatch(label_a, list(a.values()), label_b, list(b.values()))
         lines += ["", warn] if warn else []
         lines.append("")
@@ -1280,12 +1278,10 @@ def _reach_cell(a: list[dict[str, Any]], b: list[dict[str, Any]], method_b: str)
     return text
 
 
-def _paired(d: list[float]) -> str:
-    """Paired differences over seeds: their mean, 95% bootstrap interval and count."""
-    if not d:
-        return "-"
+def _mean_ci(d: list[float]) -> str:
+    """Paired differences over seeds: their mean and 95% bootstrap interval (none for one seed)."""
     ci = bootstrap_ci(d)
-    return f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + f" ({len(d)})"
+    return f"{_mean(d):+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
 
 
 def configs_table(bench: dict[str, Any], out: Path, method: str = "grid") -> str:
@@ -1339,7 +1335,7 @@ def configs_table(bench: dict[str, Any], out: Path, method: str = "grid") -> str
                 cols.append(f"{_mean(v):.3f} ({len(v)})" if v else "-")
             last = [x[max(x)] - start[s][max(x)] for s, x in by_seed.items() if max(x) in start.get(s, {})]
             best = [max(x.values()) - max(start[s].values()) for s, x in by_seed.items() if start.get(s)]
-            diffs = ["-" if key == start_key else _paired(d) for d in (last, best)]
+            diffs = ["-" if key == start_key or not d else f"{_mean_ci(d)} ({len(d)})" for d in (last, best)]
             lines.append(f"| {label} | {len(by_seed)} | " + " | ".join(cols + diffs) + f" | {pruned} |")
         lines.append("")
     return "\n".join(lines) if lines else f"no {method} cell has a journal under {out}"
