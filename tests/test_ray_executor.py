@@ -45,12 +45,17 @@ def test_bad_executor_config_names_field_value_and_allowed(override, words):
 
 def test_make_executor_builds_the_kind_the_config_names():
     cfg = parse_config({"task": {"name": "countdown"}, "budget": {"compute": 1000},
-                        "executor": {"kind": "ray", "workers": 3, "cpus_per_worker": 2}}).executor
+                        "executor": {"kind": "ray", "workers": 3, "cpus_per_worker": 2, "gpus_per_worker": 0.5,
+                                     "bf16": True}}).executor
     pool = make_executor(cfg)
     assert isinstance(pool, RayPool) and (pool.workers, pool.cpus_per_worker) == (3, 2)
+    assert (pool.gpus_per_worker, pool.device, pool.bf16) == (0.5, "auto", True)
     assert make_executor(cfg, workers=5).workers == 5
     local = make_executor(parse_config({"task": {"name": "countdown"}, "budget": {"compute": 1000}}).executor)
-    assert isinstance(local, LocalPool) and local.workers == 1
+    assert isinstance(local, LocalPool) and (local.workers, local.device, local.bf16) == (1, "auto", False)
+    local = make_executor(parse_config({"task": {"name": "countdown"}, "budget": {"compute": 1000},
+                                        "executor": {"device": "cpu", "bf16": True}}).executor)
+    assert (local.device, local.bf16) == ("cpu", True)
 
 
 def test_a_cluster_out_of_reach_is_one_line_and_leaves_no_run(tmp_path, monkeypatch):
@@ -116,3 +121,28 @@ def test_a_search_on_ray_grows_the_same_tree_as_on_the_local_pool(xs_base, tmp_p
         tests.append(summary["test_score"])
         assert summary["nodes"] >= 3 and summary["failed"] == 0, summary  # a grown tree: see test_search
     assert trees[0] == trees[1] and tests[0] == tests[1]
+
+
+def test_actors_that_reserve_gpus_get_them_from_ray_and_train_where_they_may(xs_base, small_sizes, tmp_path):
+    import ray
+
+    # Ray schedules on the GPUs it is told of (none need exist): two actors share one by halves.
+    ray.init(num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        with RayPool(2, gpus_per_worker=0.5, device="auto") as pool:
+            placed = pool.placements()
+        assert [p["gpu_ids"] for p in placed] == [["0"], ["0"]], placed
+        assert {p["cuda_visible_devices"] for p in placed} == {"0"}
+        real = __import__("torch").cuda.is_available()
+        assert {p["device"] for p in placed} == {"cuda" if real else "cpu"} and not any(p["error"] for p in placed)
+        with RayPool(1, device="auto") as pool:  # no GPU reserved: the CPU, whatever the node has
+            (alone,) = pool.placements()
+        assert alone["gpu_ids"] == [] and alone["device"] == "cpu"
+        if not real:  # cuda asked of an actor that has no real one: its stages fail with the reason
+            spec = TaskSpec("number_sorting", sizes=small_sizes)
+            with RayPool(1, gpus_per_worker=1, device="cuda") as pool:
+                res = pool.run(RunnerSpec(spec, xs_base.path), None, _stage(1, spec), str(tmp_path / "o"), 0)
+            assert res.status == "failed" and "no CUDA device is visible" in res.error, res.error
+            assert "\n" not in res.error and not (tmp_path / "o").exists()
+    finally:
+        ray.shutdown()

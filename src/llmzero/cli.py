@@ -130,6 +130,8 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the base model and the stages.")] = 0,
     difficulty: Annotated[int, typer.Option(help="Task difficulty of val and test.")] = 2,
     workers: Annotated[int, typer.Option(help="Worker processes (0 runs stages in this process).")] = 1,
+    device: Annotated[str, typer.Option(help="Where stages train: auto (CUDA if visible, else the CPU), cpu or "
+                                        "cuda (as executor.device).")] = "auto",
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
 ):
     """Train a fixed multi-stage schedule (or rebuild a search's weight soup) and report each stage's
@@ -146,6 +148,12 @@ def train_cmd(
             check_checkpoint(parent, mode)
     if workers < 0:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 0")
+    from llmzero.runtime import DeviceError, resolve_device
+
+    try:
+        resolve_device(device, field="device")
+    except DeviceError as e:
+        raise BadInput(str(e)) from None
     from llmzero.config import TrainingConfig, one_line
     from pydantic import ValidationError
 
@@ -167,7 +175,7 @@ def train_cmd(
         base_dir, base_test = _base(spec, model, seed, progress)
         tid = progress.add_task("training", total=None)
         summary = train(spec, strategy, out_dir, base_dir, base_test=base_test, parent=parent, seed=seed,
-                        workers=workers, prompts_per_step=training.prompts_per_step,
+                        workers=workers, device=device, prompts_per_step=training.prompts_per_step,
                         on_stage=lambda i, res: _print_stage(i, res, quiet=json_),
                         say=lambda msg: progress.update(tid, description=msg))
     if json_:

@@ -199,6 +199,17 @@ class ExecutorConfig(_Model):
         "must be on a filesystem every node mounts at the same path.")
     cpus_per_worker: int = Field(1, ge=1, le=256, description="kind 'ray' only: CPUs each actor reserves, and its "
                                  "torch threads.")
+    gpus_per_worker: float = Field(
+        0, ge=0, le=64, description="kind 'ray' only: GPUs each actor reserves (a fraction shares a GPU between "
+        "actors); an actor trains on CUDA only if it reserves one. 0: the actors train on their CPUs.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where stages train and checkpoints are scored. auto: on CUDA when a CUDA device is "
+        "visible (kind 'ray': when the actors reserve GPUs), else on the CPU; cpu: always on the CPU; cuda: on CUDA, "
+        "and an error if none is visible. With kind 'local' and several GPUs, the workers take one each in turn. "
+        "The tiny presets' base models are built on the CPU either way.")
+    bf16: bool = Field(
+        False, description="Train stages in bf16 mixed precision (TRL's bf16; on the CPU as well). The weights "
+        "and checkpoints stay float32.")
 
 
 class StorageConfig(_Model):
@@ -251,10 +262,17 @@ def _yaml(value: Any) -> Any:
 
 def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
     ex = cfg.executor
-    for name, value, default in (("address", ex.address, None), ("cpus_per_worker", ex.cpus_per_worker, 1)):
+    for name, value, default in (("address", ex.address, None), ("cpus_per_worker", ex.cpus_per_worker, 1),
+                                 ("gpus_per_worker", ex.gpus_per_worker, 0)):
         if ex.kind != "ray" and value != default:
             raise ConfigError(f"{where}executor.{name}={value!r} is not allowed with executor.kind={ex.kind!r}: "
                               "it applies to executor.kind='ray' only")
+    if ex.device == "cpu" and ex.gpus_per_worker > 0:
+        raise ConfigError(f"{where}executor.gpus_per_worker={ex.gpus_per_worker!r} is not allowed with "
+                          "executor.device='cpu': the actors would hold GPUs they do not use")
+    if ex.kind == "ray" and ex.device == "cuda" and ex.gpus_per_worker == 0:
+        raise ConfigError(f"{where}executor.device='cuda' is not allowed with executor.gpus_per_worker=0: a Ray "
+                          "actor trains on a GPU only if it reserves one (set executor.gpus_per_worker, e.g. 1)")
     for name, off in (("sibling_soup", False), ("scale_updates", False), ("lineages", 1)):
         value = getattr(cfg.search, name)
         if value != off and cfg.search.method not in ("mcts", "skill"):

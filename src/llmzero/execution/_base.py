@@ -78,7 +78,8 @@ def make_executor(cfg: ExecutorConfig, workers: int | None = None) -> Executor:
     if cfg.kind == "ray":
         from llmzero.execution.ray_pool import RayPool
 
-        return RayPool(n, address=cfg.address, cpus_per_worker=cfg.cpus_per_worker)
+        return RayPool(n, address=cfg.address, cpus_per_worker=cfg.cpus_per_worker,
+                       gpus_per_worker=cfg.gpus_per_worker, device=cfg.device, bf16=cfg.bf16)
     from llmzero.execution.local import LocalPool
 
-    return LocalPool(n)
+    return LocalPool(n, device=cfg.device, bf16=cfg.bf16)

@@ -109,9 +109,50 @@ def _born_deaf() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _init_worker(threads: int, watch_parent: bool = True) -> None:
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them (indexes or UUIDs); every
+    CUDA device when it is unset."""
+    import os
+
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if shown is not None:
+        return [g.strip() for g in shown.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def _take_gpu(gpus: list[str], slots: Any) -> None:
+    """A pool's worker takes the next of ``gpus`` in turn (the k-th worker to start the k-th, modulo their
+    number) and sees only that one, before anything here touches CUDA."""
+    import os
+
+    if len(gpus) < 2 or slots is None:
+        return
+    with slots.get_lock():
+        k = slots.value
+        slots.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[k % len(gpus)]
+
+
+def _use_device(device: str, bf16: bool) -> None:
+    """This process trains on ``device``; one it cannot have is kept as the error of its stages."""
+    from llmzero.runtime import DeviceError, use_device
+
+    _WORKER.pop("device_error", None)
+    try:
+        use_device(device, bf16)
+    except DeviceError as e:
+        _WORKER["device_error"] = str(e)
+
+
+def _init_worker(threads: int, watch_parent: bool = True, device: str = "cpu", bf16: bool = False,
+                 gpus: list[str] | None = None, slots: Any = None) -> None:
     """Set up a process that trains stages. ``watch_parent``: it is a pool's worker, which ends with the
-    search process and on Ctrl-C; not for stages run in the search process itself or in Ray's actors."""
+    search process and on Ctrl-C; not for stages run in the search process itself or in Ray's actors.
+    ``device`` and ``bf16``: see ``runtime.use_device``; a device that cannot be had here fails every
+    stage of this worker with the reason (failure is data), it does not kill the worker. ``gpus`` and
+    ``slots``: a pool's workers spread over several GPUs, one each in turn."""
     import psutil
 
     from llmzero.runtime import configure_process
@@ -119,7 +160,10 @@ def _init_worker(threads: int, watch_parent: bool = True) -> None:
     if watch_parent:
         _exit_with_parent()
         _quiet_interrupt()
+    if device != "cpu":
+        _take_gpu(gpus or [], slots)
     configure_process(threads)
+    _use_device(device, bf16)
     import trl  # noqa: F401 - pay the import here, once per worker
 
     # From the process's birth: the spawn and every import (most happen while unpickling the task).
@@ -129,6 +173,9 @@ def _init_worker(threads: int, watch_parent: bool = True) -> None:
 
 def _run_in_worker(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
                    token_limit: int | None = None) -> StageResult:
+    if "device_error" in _WORKER:
+        return StageResult(status="failed", stage=stage.to_dict(), seed=seed, parent=parent,
+                           error=_WORKER["device_error"])
     phases: dict[str, float] = {}
     if "start_seconds" in _WORKER:  # the first stage of this worker reports its start-up
         phases["worker_start"] = round(_WORKER.pop("start_seconds"), 4)
@@ -145,9 +192,11 @@ def _run_in_worker(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: 
 
 
 def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
-                token_limit: int | None = None) -> StageResult:
-    if "runners" not in _WORKER:
-        _init_worker(1, watch_parent=False)  # this is the search process: its parent is the user's shell
+                token_limit: int | None = None, device: str = "cpu", bf16: bool = False) -> StageResult:
+    if "runners" not in _WORKER:  # this is the search process: its parent is the user's shell
+        _init_worker(1, watch_parent=False, device=device, bf16=bf16)
+    else:
+        _use_device(device, bf16)
     return _run_in_worker(spec, parent, stage, out_dir, seed, token_limit)
 
 
@@ -155,21 +204,34 @@ def _run_inline(spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str
 
 
 class LocalPool:
-    """Runs stages in ``workers`` persistent processes (``workers=0`` runs them in this process)."""
+    """Runs stages in ``workers`` persistent processes (``workers=0`` runs them in this process), on
+    ``device`` (``runtime.resolve_device``: auto, cpu or cuda), stages in bf16 mixed precision if
+    ``bf16``. On CUDA with several GPUs visible, the workers take one GPU each in turn."""
 
-    def __init__(self, workers: int = 1, threads: int = 1):
+    def __init__(self, workers: int = 1, threads: int = 1, *, device: str = "cpu", bf16: bool = False):
         if workers < 0:
             raise ValueError(f"workers={workers} is not allowed: expected an integer >= 0")
-        self.workers, self.threads = workers, threads
+        self.workers, self.threads, self.device, self.bf16 = workers, threads, device, bf16
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
-        """Nothing to acquire: the worker processes start with the first stage."""
+        """Check that the device can be had here (a ConfigError, one line, if not); the worker
+        processes start with the first stage."""
+        from llmzero.config import ConfigError
+        from llmzero.runtime import DeviceError, resolve_device
+
+        try:
+            resolve_device(self.device)
+        except DeviceError as e:
+            raise ConfigError(str(e)) from None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.threads,))
+            ctx = mp.get_context("spawn")
+            gpus = visible_gpus() if self.device != "cpu" else []
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                initargs=(self.threads, True, self.device, self.bf16, gpus, ctx.Value("i", 0)))
         return self._pool
 
     def submit(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
@@ -177,7 +239,7 @@ class LocalPool:
         """Start a stage; the future resolves to a StageResult (a failed one if the worker died)."""
         if self.workers == 0:
             fut: Future = Future()
-            fut.set_result(_run_inline(spec, parent, stage, out_dir, seed, token_limit))
+            fut.set_result(_run_inline(spec, parent, stage, out_dir, seed, token_limit, self.device, self.bf16))
             return fut
         with _born_deaf():  # a submit may start the workers
             try:

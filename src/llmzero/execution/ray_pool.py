@@ -35,10 +35,12 @@ class RayUnavailable(ConfigError):
 class _StageWorker:
     """The actor: one persistent stage worker (the local pool's worker code, in a Ray process)."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, device: str = "cpu", bf16: bool = False):
         from llmzero.execution.local import _init_worker
 
-        _init_worker(threads, watch_parent=False)  # Ray ends its actors when the search's driver exits
+        # Ray ends its actors when the search's driver exits; an actor that reserves GPUs sees only
+        # those (Ray sets CUDA_VISIBLE_DEVICES).
+        _init_worker(threads, watch_parent=False, device=device, bf16=bf16)
 
     def run(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
             token_limit: int | None) -> StageResult:
@@ -49,23 +51,41 @@ class _StageWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def placement(self) -> dict[str, Any]:
+        """Where this actor trains: its device, the GPUs Ray gave it, and a device error, if any."""
+        import ray
+
+        from llmzero.execution.local import _WORKER
+        from llmzero.runtime import device
+
+        return {"device": device(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "error": _WORKER.get("device_error")}
+
 
 def _absolute(path: str | None) -> str | None:
     return None if path is None else os.path.abspath(path)
 
 
 class RayPool:
-    """Runs stages on ``workers`` Ray actors, each reserving ``cpus_per_worker`` CPUs.
+    """Runs stages on ``workers`` Ray actors, each reserving ``cpus_per_worker`` CPUs and
+    ``gpus_per_worker`` GPUs (a fraction shares one GPU between actors).
+
+    An actor that reserves GPUs trains on CUDA (``device`` auto or cuda), one that reserves none on
+    its CPUs: a GPU an actor has not reserved may be another's.
 
     ``address`` joins a running cluster ('auto', 'ray://HOST:10001'); None joins the one that
     ``RAY_ADDRESS`` names, if set, or starts a Ray instance on this machine, shut down again by
     :meth:`close`. A process that already called ``ray.init`` keeps its Ray as it is.
     """
 
-    def __init__(self, workers: int = 1, *, address: str | None = None, cpus_per_worker: int = 1):
+    def __init__(self, workers: int = 1, *, address: str | None = None, cpus_per_worker: int = 1,
+                 gpus_per_worker: float = 0, device: str = "auto", bf16: bool = False):
         if workers < 1:
             raise ValueError(f"workers={workers} is not allowed: expected an integer >= 1")
         self.workers, self.address, self.cpus_per_worker = workers, address, cpus_per_worker
+        self.gpus_per_worker, self.bf16 = gpus_per_worker, bf16
+        self.device = device if gpus_per_worker > 0 else "cpu"
         self._actors: list[Any] = []
         self._load: list[int] = []  # stages in flight per actor
         self._lock = threading.Lock()
@@ -93,12 +113,13 @@ class RayPool:
                 raise RayUnavailable(f"{where}: Ray could not start or connect: "
                                      f"{(str(e).strip().splitlines() or [e.__class__.__name__])[0]}") from None
             self._started_ray = True
-        self._actor_class = ray.remote(num_cpus=self.cpus_per_worker, max_restarts=0)(_StageWorker)
+        self._actor_class = ray.remote(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker,
+                                       max_restarts=0)(_StageWorker)
         self._actors = [self._new_actor() for _ in range(self.workers)]
         self._load = [0] * self.workers
 
     def _new_actor(self):
-        return self._actor_class.remote(self.cpus_per_worker)
+        return self._actor_class.remote(self.cpus_per_worker, self.device, self.bf16)
 
     def submit(self, spec: RunnerSpec, parent: str | None, stage: Stage, out_dir: str, seed: int,
                token_limit: int | None = None) -> Future:
@@ -131,6 +152,12 @@ class RayPool:
         self.start()
         ray = self._ray()
         return ray.get([a.pid.remote() for a in self._actors])
+
+    def placements(self) -> list[dict[str, Any]]:
+        """Where each actor trains (``_StageWorker.placement``)."""
+        self.start()
+        ray = self._ray()
+        return ray.get([a.placement.remote() for a in self._actors])
 
     def close(self) -> None:
         if not self._actors and not self._started_ray:

@@ -18,7 +18,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
         with torch.no_grad():
             for i in range(0, len(prompts), batch_size):
                 enc = tokenizer(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True,
-                                padding_side="left", add_special_tokens=False)
+                                padding_side="left", add_special_tokens=False).to(model.device)
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                                      temperature=None, top_p=None, top_k=None)

@@ -385,8 +385,13 @@ class SearchRun:
         if self._pool is None:
             from llmzero.execution import make_executor
 
+            from llmzero.runtime import use_device
+
             pool = make_executor(self.cfg.executor, self.workers)
             pool.start()
+            # The search's own scoring (the base model, the final soup, the test split): on CUDA if this
+            # process sees one, unless the config says cpu (on a cluster the driver may have no GPU).
+            use_device("cpu" if self.cfg.executor.device == "cpu" else "auto")
             self._pool = pool
         return self._pool
 

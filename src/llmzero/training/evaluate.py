@@ -11,12 +11,14 @@ from llmzero.tasks import Task, accuracy
 
 def greedy_completions(path: str, prompts: Sequence[str], max_new_tokens: int,
                        batch_size: int = 256) -> list[str]:
-    """The greedy completions of the model in ``path`` for ``prompts``."""
+    """The greedy completions of the model in ``path`` for ``prompts``, on this process's device."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from llmzero.runtime import device
+
     tok = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device())
     return greedy_generate(model, tok, list(prompts), max_new_tokens, batch_size=batch_size)
 
 

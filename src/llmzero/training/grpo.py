@@ -33,6 +33,7 @@ from transformers import TrainerCallback
 
 from llmzero.models.generate import greedy_generate
 from llmzero.models.tokenizer import load_tokenizer
+from llmzero import runtime
 from llmzero.strategy import Stage, StageMode
 from llmzero.tasks import Task, accuracy, make_reward_func
 from llmzero.training._base import (STAGE_INFO, CheckpointError, StageResult, check_checkpoint,
@@ -159,8 +160,8 @@ class GRPOStageRunner:
             max_completion_length=int(p["max_completion_length"]), loss_type=s.loss_type,
             max_grad_norm=s.max_grad_norm, logging_steps=s.logging_steps,
             save_strategy="steps", save_steps=trl_start + stage.steps, save_only_model=False,
-            shuffle_dataset=False, ignore_data_skip=True, report_to="none", use_cpu=True, bf16=False,
-            gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0,
+            shuffle_dataset=False, ignore_data_skip=True, report_to="none",
+            use_cpu=runtime.device() == "cpu", bf16=runtime.bf16(), gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0,
         )
         apply = _ApplyStage(float(p["learning_rate"]), seed, generated, token_limit)
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
@@ -196,7 +197,8 @@ class GRPOStageRunner:
         ckpt = tmp / f"checkpoint-{trl_end}"
         info = {"end_step": result.end_step, "trl_step": trl_end, "reference": reference,
                 "base": self.base_dir, "parent": parent, "stage": stage.to_dict(), "seed": seed,
-                "val_score": result.val_score, "task": self.task.identity(), "settings": asdict(s)}
+                "val_score": result.val_score, "task": self.task.identity(), "settings": asdict(s),
+                "device": runtime.device_name(), "bf16": runtime.bf16()}
         (ckpt / STAGE_INFO).write_text(json.dumps(info, indent=1, default=str))
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(ckpt, out)

@@ -25,15 +25,15 @@ if TYPE_CHECKING:
 
 def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base_dir: str, *,
                    base_test: float | None = None, parent: str | None = None, seed: int = 0, workers: int = 1,
-                   prompts_per_step: int = 8, executor: ExecutorConfig | None = None,
+                   prompts_per_step: int = 8, executor: ExecutorConfig | None = None, device: str = "auto",
                    on_stage: Callable[[int, StageResult], None] | None = None,
                    say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``strategy`` from ``parent`` (default: the base model) and score it on test.
 
     ``on_stage(i, result)`` is called after each stage, ``say(message)`` before each long step.
     Training stops at the first failed stage (its result is kept and the summary counts it).
-    Stages run in a local pool of ``workers`` processes (0: in this process), or on the executor
-    that ``executor`` names.
+    Stages run in a local pool of ``workers`` processes (0: in this process) on ``device`` (auto, cpu
+    or cuda), or on the executor that ``executor`` names (its device).
     """
     from llmzero.training.evaluate import evaluate_checkpoint
 
@@ -42,7 +42,7 @@ def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base
     out_dir.mkdir(parents=True, exist_ok=True)
     strategy.save(out_dir / "strategy.yaml")
     results, ends = _train_paths(spec, (strategy,), out_dir, base_dir, parent, seed, workers,
-                                 prompts_per_step, executor, on_stage, say)
+                                 prompts_per_step, executor, device, on_stage, say)
     test = None
     if ends:
         say("scoring the final checkpoint on the test split")
@@ -56,7 +56,7 @@ def train_schedule(spec: TaskSpec, strategy: Strategy, out_dir: str | Path, base
 
 def train_soup(spec: TaskSpec, soup: Soup, out_dir: str | Path, base_dir: str, *,
                base_test: float | None = None, parent: str | None = None, seed: int = 0, workers: int = 1,
-               prompts_per_step: int = 8, executor: ExecutorConfig | None = None,
+               prompts_per_step: int = 8, executor: ExecutorConfig | None = None, device: str = "auto",
                on_stage: Callable[[int, StageResult], None] | None = None,
                say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every member of ``soup`` from ``parent`` (default: the base model), average their weights
@@ -74,7 +74,7 @@ def train_soup(spec: TaskSpec, soup: Soup, out_dir: str | Path, base_dir: str, *
     out_dir.mkdir(parents=True, exist_ok=True)
     soup.save(out_dir / "soup.yaml")
     results, ends = _train_paths(spec, soup.members, out_dir, base_dir, parent, seed, workers,
-                                 prompts_per_step, executor, on_stage, say)
+                                 prompts_per_step, executor, device, on_stage, say)
     val = test = None
     if ends:
         say("averaging the members and scoring the soup on the validation and test splits")
@@ -93,7 +93,7 @@ def train_soup(spec: TaskSpec, soup: Soup, out_dir: str | Path, base_dir: str, *
 
 def _train_paths(spec: TaskSpec, paths: Sequence[Strategy], out_dir: Path, base_dir: str, parent: str | None,
                  seed: int, workers: int, prompts_per_step: int, executor: ExecutorConfig | None,
-                 on_stage: Callable[[int, StageResult], None] | None,
+                 device: str, on_stage: Callable[[int, StageResult], None] | None,
                  say: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[tuple[str, float]]]:
     """Train each path's stages from ``parent`` into ``out_dir/stage-K``; a stage that paths share
     (the same stages before it, itself the same) is trained once. Returns every stage's result and
@@ -107,8 +107,12 @@ def _train_paths(spec: TaskSpec, paths: Sequence[Strategy], out_dir: Path, base_
     runner = RunnerSpec(spec, base_dir, TrainingSettings(prompts_per_step=prompts_per_step))
     total = len({json.dumps([s.to_dict() for s in p.stages[: i + 1]])
                  for p in paths for i in range(len(p.stages))})
-    with (make_executor(executor) if executor is not None else LocalPool(workers)) as pool:
+    from llmzero.runtime import use_device
+
+    with (make_executor(executor) if executor is not None else LocalPool(workers, device=device)) as pool:
         pool.start()
+        device = executor.device if executor is not None else device
+        use_device("cpu" if device == "cpu" else "auto")  # this process's own scoring (the test split)
         for p in paths:
             end: tuple[Any, Any] = (parent, None)
             for i, stage in enumerate(p.stages):

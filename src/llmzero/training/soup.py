@@ -61,11 +61,13 @@ class Souper:
         from transformers import AutoModelForCausalLM
 
         from llmzero.models.tokenizer import load_tokenizer
+        from llmzero.runtime import device
 
         first = next(iter(paths.values()))
         self.task, self.paths, self.length = task, dict(paths), max_new_tokens
         self.tokenizer = load_tokenizer(first)
-        self.model = AutoModelForCausalLM.from_pretrained(first, dtype=torch.float32)
+        # scored on this process's device; the checkpoints' weights stay in memory, averaged on the CPU
+        self.model = AutoModelForCausalLM.from_pretrained(first, dtype=torch.float32).to(device())
         self.weights = {i: load_file(str(Path(p) / WEIGHTS)) for i, p in paths.items()}
 
     def load(self, ids: Sequence[str], coefs: Sequence[float] | None = None) -> None:
