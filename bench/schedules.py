@@ -1,0 +1,149 @@
+"""Fixed multi-stage schedules, paired by seed: does a schedule that changes between stages beat one
+that does not, at the same compute?
+
+    python bench/schedules.py run CONFIG --out RUNS [--parallel 2]
+    python bench/schedules.py table CONFIG --out RUNS [--json FILE]
+
+CONFIG names a task, seeds, a model preset and schedules (name -> stages, as ``llmzero train`` reads
+them; every stage of one cost). ``run`` trains each schedule on each seed with ``llmzero train --seed S``
+(the same base model and data order for every schedule of a seed, each stage's draw seeded by its seed and
+position), each in its own directory ``RUNS/NAME/seedS``; a run with a ``summary.json`` is done and kept, an
+unfinished one is trained again, so a killed probe resumes where it stopped. ``table`` prints each
+schedule's validation score after each stage and its test score (the final checkpoint), averaged over the
+seeds, and, paired by seed, its last stage and its test score against the first schedule's (95% bootstrap
+interval over the seeds); ``--json`` writes every run's record and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import search as bench_search  # noqa: E402  (bench/search.py: bootstrap intervals and the machine record)
+
+
+class ProbeError(ValueError):
+    """A config this probe cannot run; one line."""
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ProbeError(f"{path}: cannot be read as YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ProbeError(f"{path}: expected a mapping with task, seeds and schedules")
+    for key, kind in (("task", str), ("seeds", list), ("schedules", dict)):
+        if not isinstance(raw.get(key), kind):
+            raise ProbeError(f"{path}: {key}={raw.get(key)!r} is not allowed: expected a {kind.__name__}")
+    if not raw["schedules"]:
+        raise ProbeError(f"{path}: schedules is empty: expected at least one (the first is the reference)")
+    return {"model": "s", **raw}
+
+
+def _dir(out: Path, name: str, seed: int) -> Path:
+    return out / name / f"seed{seed}"
+
+
+def _train(cfg: dict[str, Any], out: Path, name: str, seed: int) -> str:
+    d = _dir(out, name, seed)
+    if (d / "summary.json").is_file():
+        return f"{name} seed {seed}: done before"
+    shutil.rmtree(d, ignore_errors=True)  # an unfinished run trains again
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({"stages": cfg["schedules"][name]}, f)
+    try:
+        r = subprocess.run([sys.executable, "-m", "llmzero.cli", "train", "--task", cfg["task"], "--schedule", f.name,
+                            "--model", cfg["model"], "--seed", str(seed), "--out", str(d), "--workers", "1",
+                            "--json"], capture_output=True, text=True)
+    finally:
+        Path(f.name).unlink()
+    if r.returncode != 0:
+        return f"{name} seed {seed}: FAILED (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}"
+    s = json.loads(r.stdout)
+    return f"{name} seed {seed}: val {s['val_scores']}, test {s['test_score']}, {s['wall_seconds']} s"
+
+
+def run(cfg: dict[str, Any], out: Path, parallel: int) -> None:
+    jobs = [(name, seed) for seed in cfg["seeds"] for name in cfg["schedules"]]
+    with ThreadPoolExecutor(parallel) as pool:
+        for line in pool.map(lambda job: _train(cfg, out, *job), jobs):
+            print(line, flush=True)
+
+
+def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+    recs = []
+    for name in cfg["schedules"]:
+        for seed in cfg["seeds"]:
+            p = _dir(out, name, seed) / "summary.json"
+            if p.is_file():
+                s = json.loads(p.read_text())
+                recs.append({"schedule": name, "seed": seed, "val_scores": s["val_scores"],
+                             "test_score": s["test_score"], "base_test_score": s["base_test_score"],
+                             "generated_tokens": s["generated_tokens"], "wall_seconds": s["wall_seconds"]})
+    return recs
+
+
+def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
+    by = {(r["schedule"], r["seed"]): r for r in recs}
+    names = list(cfg["schedules"])
+    ref = names[0]
+    depth = max((len(r["val_scores"]) for r in recs), default=0)
+    head = ["schedule", "seeds", *[f"val {i + 1}" for i in range(depth)], "test", "tokens",
+            f"last val vs {ref}", f"test vs {ref}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        mine = [by[name, s] for s in cfg["seeds"] if (name, s) in by]
+        if not mine:
+            continue
+        vals = [bench_search._mean([r["val_scores"][i] for r in mine if len(r["val_scores"]) > i]) for i in range(depth)]
+        paired = [(by[name, s], by[ref, s]) for s in cfg["seeds"] if (name, s) in by and (ref, s) in by]
+        dv = [a["val_scores"][-1] - b["val_scores"][-1] for a, b in paired]
+        dt = [a["test_score"] - b["test_score"] for a, b in paired]
+        row = [name, str(len(mine)), *["-" if v is None else f"{v:.3f}" for v in vals],
+               f"{bench_search._mean([r['test_score'] for r in mine]):.3f}",
+               f"{bench_search._mean([r['generated_tokens'] for r in mine]):,.0f}",
+               "-" if name == ref else bench_search._mean_ci(dv), "-" if name == ref else bench_search._mean_ci(dt)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["run", "table"])
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    try:
+        cfg = load(a.config)
+        if a.parallel < 1:
+            raise ProbeError(f"--parallel={a.parallel} is not allowed: expected an integer >= 1")
+    except ProbeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.command == "run":
+        run(cfg, a.out, a.parallel)
+    recs = records(cfg, a.out)
+    print(table(cfg, recs))
+    if a.json is not None:
+        a.json.write_text(json.dumps({"machine": bench_search.machine(a.json), "config_file": str(a.config),
+                                      "config": cfg, "runs_dir": str(a.out), "records": recs}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
