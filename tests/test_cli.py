@@ -30,6 +30,7 @@ def test_tasks_lists_builtin_tasks():
     (SCHEDULE, ["--model", "huge"], "does not exist"),
     (SCHEDULE, ["--parent", "no/such/checkpoint"], "checkpoint 'no/such/checkpoint' does not exist"),
     (SCHEDULE, ["--workers", "many"], "'--workers'"),
+    (SCHEDULE, ["--device", "tpu"], "device='tpu' is not allowed: expected one of auto, cpu, cuda"),
     ("soup:\n  - stages: [{steps: 3}]\n  - stages: [{steps: 3, params: {beta: 9}}]\n", [],
      "soup[1].stages[0].params.beta=9"),
 ])
@@ -42,6 +43,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, schedule, ext
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_search_on_a_missing_model_directory_is_one_line_and_leaves_no_run(tmp_path):
+    (tmp_path / "c.yaml").write_text("task: {name: countdown}\nmodel: no/such/model\nbudget: {compute: 1000}\n")
+    r = llmzero("search", "c.yaml", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "error: model directory 'no/such/model' does not exist", r.stderr
     assert not (tmp_path / "run").exists()
 
 

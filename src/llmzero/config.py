@@ -37,6 +37,10 @@ class TaskConfig(_Model):
     sizes: SizesConfig = Field(default_factory=SizesConfig)
     data_seed: int = Field(0, ge=0, le=99, description="Shifts every split to other problems.")
     config: dict[str, Any] = Field(default_factory=dict, description="reasoning-gym config, rg: tasks only.")
+    chat: bool = Field(
+        False, description="rg: tasks with a chat model only: each prompt is reasoning-gym's default system prompt "
+        "(think step by step, then the answer in <answer> tags) and the question as the user's message, rendered "
+        "by the model's chat template; the answer is read from the completion's last <answer>...</answer>.")
 
 
 class EarlyStopConfig(_Model):
@@ -305,7 +309,7 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
 
     try:
         task = get_task(cfg.task.name, difficulty=cfg.task.difficulty, data_seed=cfg.task.data_seed,
-                        config=cfg.task.config)
+                        config=cfg.task.config, chat=cfg.task.chat)
         space = task_space(task)
         space.validate(cfg.params, where="params.")
         for name, values in cfg.search.grid.items():
@@ -315,6 +319,11 @@ def _check_semantics(cfg: ExperimentConfig, where: str) -> None:
             space[name]
     except (TaskError, SpaceError) as e:
         raise ConfigError(f"{where}{e}") from None
+    from llmzero.models.tiny import PRESETS
+
+    if cfg.task.chat and cfg.model in PRESETS:
+        raise ConfigError(f"{where}task.chat=true is not allowed with model={cfg.model!r}: the tiny presets have no "
+                          "chat template (use a Hugging Face chat model directory, or task.chat: false)")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

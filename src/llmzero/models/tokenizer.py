@@ -47,3 +47,17 @@ def load_tokenizer(path: str):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+class NoChatTemplate(ValueError):
+    """A chat task given a model whose tokenizer has no chat template; one line."""
+
+
+def render_chat(tokenizer, system: str, user: str) -> str:
+    """``system`` and ``user`` as the model's chat template renders them, the assistant's turn opened
+    (the text a chat model is prompted with)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise NoChatTemplate(f"task.chat=true is not allowed with this model: its tokenizer "
+                             f"({tokenizer.name_or_path or 'unnamed'}) has no chat template")
+    return tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": user}],
+                                         tokenize=False, add_generation_prompt=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmzero.config import ExperimentConfig
+from llmzero.config import ConfigError, ExperimentConfig
 from llmzero.search.journal import Journal, JournalError, Recorder, RunLock
 from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
 from llmzero.search.tree import ROOT, Node, NodeState, node_order
@@ -52,12 +52,29 @@ class Status:
     message: str = ""
 
 
+def check_model(cfg: ExperimentConfig) -> Path:
+    """The experiment's Hugging Face model directory, checked: it loads (a ModelError, one line, if not)
+    and, for a chat task, its tokenizer has a chat template (a ConfigError, one line, if not)."""
+    from llmzero.models.base import check_model_dir
+
+    path = check_model_dir(cfg.model)
+    if cfg.task.chat:
+        from llmzero.models.tokenizer import NoChatTemplate, load_tokenizer, render_chat
+
+        try:
+            render_chat(load_tokenizer(str(path)), "", "")
+        except NoChatTemplate as e:
+            raise ConfigError(str(e)) from None
+    return path
+
+
 def task_spec(cfg: ExperimentConfig):
     """The experiment's task as a picklable :class:`~llmzero.tasks.TaskSpec`."""
     from llmzero.tasks import Sizes, TaskSpec
 
     t = cfg.task
-    return TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed, tuple(sorted(t.config.items())))
+    return TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed, tuple(sorted(t.config.items())),
+                    chat=t.chat)
 
 
 def node_stage(n: Node) -> Stage:
@@ -165,7 +182,7 @@ class SearchRun:
                            curves=c.curves, order_check=c.order_check)
 
     def _start(self, progress: Callable[[str], None]) -> None:
-        from llmzero.models.base import build_base, check_model_dir
+        from llmzero.models.base import build_base
         from llmzero.models.tiny import PRESETS
         from llmzero.training.evaluate import evaluate_checkpoint
 
@@ -176,7 +193,7 @@ class SearchRun:
             base = build_base(self.task, self.cfg.model, self.cfg.base_seed)
             base_dir = base.path
         else:
-            base_dir = str(check_model_dir(self.cfg.model).resolve())
+            base_dir = str(check_model(self.cfg).resolve())
         params = self.space.validate(self.cfg.params)
         progress("scoring the base model on the validation split")
         base_val = evaluate_checkpoint(self.task, base_dir, "val", int(params["max_completion_length"]))

@@ -48,11 +48,24 @@ class Format:
     strict: Callable[[dict[str, Any], str], bool] | None = None
     # Drop entries whose label is wrong or that the tokenizer cannot write; None keeps all.
     keep: Callable[[dict[str, Any]], bool] | None = None
+    # A chat task's system prompt: the prompt is then the user's message, and the model's chat template
+    # renders both (``llmzero.models.tokenizer.render_prompts``); None: the prompt is the text itself.
+    system: str | None = None
 
 
 def plain_format() -> Format:
     """reasoning-gym's own question and answer text, for datasets without a compact format."""
     return Format(prompt=lambda e: e["question"] + "\nAnswer: ", gold=lambda e: str(e["answer"]))
+
+
+def chat_format() -> Format:
+    """For chat models: reasoning-gym's default system prompt (think step by step, then the answer in
+    ``<answer>`` tags), the question as the user's message, and the answer read from the completion's
+    last ``<answer>...</answer>`` (none: no answer, scored 0), as reasoning-gym's own evaluation does."""
+    from reasoning_gym.utils import SYSTEM_PROMPTS, extract_answer
+
+    return Format(prompt=lambda e: e["question"], gold=lambda e: f"<answer>{e['answer']}</answer>",
+                  to_answer=lambda c: extract_answer(c) or "", system=SYSTEM_PROMPTS["default"])
 
 
 @dataclass
@@ -176,6 +189,11 @@ class ReasoningGymTask:
         except Exception:  # a scorer that chokes on garbage means the answer is wrong
             return 0.0
 
+    @property
+    def system(self) -> str | None:
+        """The system prompt of a chat task (its prompts are user messages); None for a text task."""
+        return self.format.system
+
     def identity(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -184,4 +202,5 @@ class ReasoningGymTask:
             "difficulty": self.difficulty,
             "sizes": [self.sizes.train, self.sizes.val, self.sizes.test],
             "data_seed": self.data_seed,
+            **({"chat": True} if self.system is not None else {}),  # other prompts: other cached splits
         }

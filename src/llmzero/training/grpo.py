@@ -35,7 +35,7 @@ from llmzero.models.generate import greedy_generate
 from llmzero.models.tokenizer import load_tokenizer
 from llmzero import runtime
 from llmzero.strategy import Stage, StageMode
-from llmzero.tasks import Task, accuracy, make_reward_func
+from llmzero.tasks import Task, accuracy, make_reward_func, model_prompts
 from llmzero.training._base import (STAGE_INFO, CheckpointError, StageResult, check_checkpoint,
                                     locate_checkpoint)
 
@@ -146,7 +146,8 @@ class GRPOStageRunner:
         examples = self.task.split("train", int(p["difficulty"]))
         order = list(range(len(examples)))
         random.Random(f"{seed}:{path_start}").shuffle(order)  # each stage sees its own data order
-        dataset = Dataset.from_dict({"prompt": [examples[i].prompt for i in order], "idx": order})
+        prompts = model_prompts(self.task, tok, [e.prompt for e in examples])  # a chat task's: templated
+        dataset = Dataset.from_dict({"prompt": [prompts[i] for i in order], "idx": order})
         generated = [0]
         reward = make_reward_func(self.task, examples, on_completions=lambda n: generated.__setitem__(0, generated[0] + n))
         s = self.settings
@@ -186,7 +187,8 @@ class GRPOStageRunner:
 
         t = _now()
         val = self.task.split("val")
-        outs = greedy_generate(trainer.model, tok, [e.prompt for e in val], int(p["max_completion_length"]),
+        outs = greedy_generate(trainer.model, tok, model_prompts(self.task, tok, [e.prompt for e in val]),
+                               int(p["max_completion_length"]),
                                batch_size=s.eval_batch_size)
         result.val_score = accuracy(self.task, val, outs)
         result.val_samples = [{"prompt": e.prompt, "completion": c, "gold": e.gold}

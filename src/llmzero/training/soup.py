@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmzero.tasks import Task, accuracy
+from llmzero.tasks import Task, accuracy, model_prompts
 
 if TYPE_CHECKING:
     from llmzero.strategy import Stage
@@ -80,8 +80,12 @@ class Souper:
 
         self.load(ids, coefs)
         examples = self.task.split(split)
-        outs = greedy_generate(self.model, self.tokenizer, [e.prompt for e in examples], self.length)
+        outs = greedy_generate(self.model, self.tokenizer, self.prompts(examples), self.length)
         return accuracy(self.task, examples, outs)
+
+    def prompts(self, examples: Sequence[Any]) -> list[str]:
+        """What the model is prompted with for ``examples`` (a chat task's: templated)."""
+        return model_prompts(self.task, self.tokenizer, [e.prompt for e in examples])
 
     def greedy(self, ids: Sequence[str]) -> tuple[list[str], float]:
         """The greedy soup of ``ids`` (best first) on the validation split."""
@@ -267,5 +271,5 @@ def _val_samples(souper: Souper, task: Task, samples: int) -> list[dict[str, str
     from llmzero.models.generate import greedy_generate
 
     val_split = task.split("val")[:samples]
-    outs = greedy_generate(souper.model, souper.tokenizer, [e.prompt for e in val_split], souper.length)
+    outs = greedy_generate(souper.model, souper.tokenizer, souper.prompts(val_split), souper.length)
     return [{"prompt": e.prompt, "completion": c, "gold": e.gold} for e, c in zip(val_split, outs)]
