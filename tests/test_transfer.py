@@ -11,7 +11,7 @@ from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.llm import render_system
 from llmzero.space import DEFAULT_SPACE
 from llmzero.strategy import Strategy
-from llmzero.transfer import Move, Prior, apply_move, map_strategy
+from llmzero.transfer import Move, Prior, apply_move, map_strategy, target_config
 
 SPACE = DEFAULT_SPACE.with_defaults(max_completion_length=40)
 PRIOR = Prior(source="runs/src", task="number_sorting", val_score=0.5, pattern="monotone: max_completion_length",
@@ -42,6 +42,18 @@ def test_map_strategy_chains_the_moves_from_the_target_defaults():
     assert strategy.stages[2].params["entropy_coef"] == 0.01  # unchanged parameters carry over
     assert len(repairs) == 1 and strategy.meta["source_task"] == "number_sorting"
     Strategy.from_dict(strategy.to_dict(), space=SPACE)  # every stage is legal in the target space
+
+
+def test_a_chat_source_keeps_chat_prompts_on_a_reasoning_gym_target():
+    import dataclasses
+
+    prior = dataclasses.replace(PRIOR, config={"task": {"name": "rg:leg_counting", "chat": True},
+                                               "model": "models/chat", "budget": {"compute": 1000}})
+    assert target_config(prior, "rg:basic_arithmetic").task.chat
+    assert not target_config(prior, "countdown").task.chat  # the built-in tasks' prompts are compact text
+    assert not target_config(dataclasses.replace(PRIOR, config={"task": {"name": "rg:leg_counting"},
+                                                                "budget": {"compute": 1000}}),
+                             "rg:basic_arithmetic").task.chat
 
 
 def test_prior_is_in_the_prompt_and_first_child_follows_it():

@@ -148,6 +148,8 @@ def target_config(prior: Prior, task: str, overrides: dict[str, Any] | None = No
     raw["task"] = {"name": task, "difficulty": source_task.get("difficulty", 2)}
     if "sizes" in source_task:
         raw["task"]["sizes"] = source_task["sizes"]
+    if source_task.get("chat") and task.startswith("rg:"):  # the same chat model: chat prompts on the target too
+        raw["task"]["chat"] = True
     raw["params"] = {}
     raw.setdefault("search", {})["prior"] = prior.source
     return parse_config(apply_overrides(raw, overrides))
