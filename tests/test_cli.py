@@ -54,6 +54,17 @@ def test_a_search_on_a_missing_model_directory_is_one_line_and_leaves_no_run(tmp
     assert not (tmp_path / "run").exists()
 
 
+def test_a_search_with_a_bad_prior_is_one_line_and_leaves_no_run(tmp_path):
+    (tmp_path / "c.yaml").write_text("task: {name: countdown}\nmodel: xs\nsearch: {prior: no/such/run}\n"
+                                     "budget: {compute: 1000}\n")
+    (tmp_path / "empty").mkdir()
+    for out in ("run", "empty"):
+        r = llmzero("search", "c.yaml", "--out", out, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.startswith("error: search.prior: ") \
+            and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "empty").iterdir())
+
+
 def test_corrupt_parent_checkpoint(tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()

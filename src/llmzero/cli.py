@@ -260,7 +260,17 @@ def search_cmd(
     from llmzero.runtime import configure_process
 
     configure_process(1)
-    run = SearchRun(cfg, run_dir, resume=resume is not None, workers=workers)
+    existed = run_dir.exists()  # a new run's directory is absent or empty (checked above)
+    try:
+        run = SearchRun(cfg, run_dir, resume=resume is not None, workers=workers)
+    except BaseException:  # a bad prior, say: a new run leaves no directory behind, nor anything in it
+        if resume is None:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if existed:
+                run_dir.mkdir()
+        raise
 
     def close_dropping_a_run_not_started() -> bool:
         """Close the run; a new one with nothing recorded yet is removed (no half-made run left behind)."""
