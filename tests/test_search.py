@@ -444,6 +444,23 @@ def test_exported_strategy_of_averaged_draws_spends_the_budget_and_replays(xs_ba
     assert replay["val_scores"][-1] == summary["best_val"] and replay["test_score"] == summary["test_score"]
 
 
+def test_an_exported_strategy_replays_with_its_whole_task_model_and_seed_by_default(xs_base, tmp_path):
+    # a reasoning-gym task with its own config, sizes and data seed: `llmzero train` reads them off the export
+    task = {"name": "rg:basic_arithmetic", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+            "sizes": {"train": 300, "val": 30, "test": 30}, "data_seed": 3}
+    summary, r = run({**config(xs_base, method="fixed"), "task": task, "params": {"num_generations": 4,
+                                                                               "max_completion_length": 8}},
+                     tmp_path / "rg")
+    assert summary["failed"] == 0 and summary["best_val"] is not None
+    res = subprocess.run([sys.executable, "-m", "llmzero.cli", "train", "--schedule",
+                          str(tmp_path / "rg" / "strategy.yaml"), "--out", "replay", "--json"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    replay = json.loads(res.stdout)
+    assert replay["task"] == "rg:basic_arithmetic" and replay["base"] == str(Path(xs_base.path))
+    assert replay["val_scores"][-1] == summary["best_val"] and replay["test_score"] == summary["test_score"]
+
+
 @pytest.mark.parametrize("min_gain, kept", [(1.0, 1), (0.0, 2)])
 def test_draws_that_average_to_no_gain_give_way_to_single_draws(min_gain, kept, xs_base, tmp_path):
     out = tmp_path / "run"

@@ -21,7 +21,7 @@ from llmzero.config import METHODS, ConfigError
 from llmzero.models.tiny import PRESETS, ModelError
 from llmzero.search.journal import JournalError
 from llmzero.space import SpaceError
-from llmzero.strategy import Soup, StrategyError, load_schedule
+from llmzero.strategy import Soup, StrategyError, load_schedule, schedule_meta
 from llmzero.tasks import BUILTIN, TaskError, TaskSpec, task_space
 from llmzero.training._base import CheckpointError, check_checkpoint
 from llmzero.transfer import TransferError
@@ -47,6 +47,29 @@ class BadInput(ValueError):
 def _task_spec(task: str, difficulty: int) -> TaskSpec:
     spec = TaskSpec(name=task, difficulty=difficulty)
     spec.build()  # validates name and difficulty now, before anything is written
+    return spec
+
+
+def _train_task(task: str | None, difficulty: int | None, meta: dict[str, Any]) -> TaskSpec:
+    """``llmzero train``'s task: ``--task``, else the one a search's export names; a search's export of that
+    task gives its whole config (``--difficulty`` overrides its level)."""
+    name = task or meta.get("task")
+    if not isinstance(name, str):
+        raise BadInput("--task is missing: the schedule names no task (a search's export does): give --task NAME")
+    exported = meta.get("task_config")
+    if not isinstance(exported, dict) or exported.get("name") != name:
+        return _task_spec(name, 2 if difficulty is None else difficulty)
+    from pydantic import ValidationError
+
+    from llmzero.config import TaskConfig, one_line
+    from llmzero.search.loop import spec_of_task
+
+    try:
+        cfg = TaskConfig.model_validate({**exported, **({} if difficulty is None else {"difficulty": difficulty})})
+    except ValidationError as e:
+        raise BadInput(one_line(e, "task_config.")) from None
+    spec = spec_of_task(cfg)
+    spec.build()  # validates it now, before anything is written
     return spec
 
 
@@ -121,22 +144,33 @@ def base_cmd(
 
 @app.command("train")
 def train_cmd(
-    task: Annotated[str, typer.Option(help="Task name (see `llmzero tasks`).")],
     schedule: Annotated[Path, typer.Option(help="A schedule YAML file (stages with steps and params), or a "
                                             "weight soup of several (a search's soup.yaml).")],
+    task: Annotated[str | None, typer.Option(
+        help="Task name (see `llmzero tasks`); default: the task a search's exported schedule names, with its "
+             "whole config (sizes, data seed, reasoning-gym config, chat).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory; must not exist yet.")] = Path("runs/train"),
-    model: Annotated[str, typer.Option(help="Tiny-model preset or a Hugging Face model directory.")] = "s",
+    model: Annotated[str | None, typer.Option(
+        help="Tiny-model preset or a Hugging Face model directory (default: a search's export's model, else "
+             "s).")] = None,
     parent: Annotated[str | None, typer.Option(help="Start from this stage checkpoint instead of the base.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the base model and the stages.")] = 0,
-    difficulty: Annotated[int, typer.Option(help="Task difficulty of val and test.")] = 2,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the base model, and of stages that name none (default: a search's export's base seed, "
+             "else 0).")] = None,
+    difficulty: Annotated[int | None, typer.Option(
+        help="Task difficulty of val and test (default: the export's, else 2).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (0 runs stages in this process).")] = 1,
     device: Annotated[str, typer.Option(help="Where stages train: auto (CUDA if visible, else the CPU), cpu or "
                                         "cuda (as executor.device).")] = "auto",
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
 ):
     """Train a fixed multi-stage schedule (or rebuild a search's weight soup) and report each stage's
-    scores and key metrics."""
-    spec = _task_spec(task, difficulty)
+    scores and key metrics. A search's strategy.yaml or soup.yaml replays as the search trained it: its
+    task, model and base seed are the defaults."""
+    meta = schedule_meta(schedule)
+    spec = _train_task(task, difficulty, meta)
+    model = model or meta.get("model") or "s"
+    seed = seed if seed is not None else int(meta.get("base_seed", 0))
     strategy = load_schedule(schedule, space=task_space(spec.build()))
     members = strategy.members if isinstance(strategy, Soup) else (strategy,)
     if model not in PRESETS:

@@ -250,6 +250,18 @@ def load_schedule(path: str | Path, *, space: Space = DEFAULT_SPACE) -> Strategy
         raise StrategyError(f"{Path(path).name}: {e}") from None
 
 
+def schedule_meta(path: str | Path) -> dict[str, Any]:
+    """What a schedule file says besides its stages: a search's export names its task (``task``, and the
+    whole task config as ``task_config``), model, base seed and training settings; {} for a hand-written one."""
+    try:
+        raw = _parse_yaml(_read(path))
+    except StrategyError as e:
+        raise StrategyError(f"{Path(path).name}: {e}") from None
+    if not isinstance(raw, Mapping):
+        return {}
+    return {k: v for k, v in raw.items() if k not in ("stages", "soup")}
+
+
 def _read(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():

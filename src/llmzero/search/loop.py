@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmzero.config import ConfigError, ExperimentConfig
+from llmzero.config import ConfigError, ExperimentConfig, TaskConfig
 from llmzero.search.journal import Journal, JournalError, Recorder, RunLock
 from llmzero.search.methods import MIN_STAGE_SHARE, SearchContext, StageSpec, get_method
 from llmzero.search.tree import ROOT, Node, NodeState, node_order
@@ -70,9 +70,13 @@ def check_model(cfg: ExperimentConfig) -> Path:
 
 def task_spec(cfg: ExperimentConfig):
     """The experiment's task as a picklable :class:`~llmzero.tasks.TaskSpec`."""
+    return spec_of_task(cfg.task)
+
+
+def spec_of_task(t: TaskConfig):
+    """A task config as a picklable :class:`~llmzero.tasks.TaskSpec`."""
     from llmzero.tasks import Sizes, TaskSpec
 
-    t = cfg.task
     return TaskSpec(t.name, t.difficulty, Sizes(**t.sizes.model_dump()), t.data_seed, tuple(sorted(t.config.items())),
                     chat=t.chat)
 
@@ -622,7 +626,9 @@ class SearchRun:
 
     def strategy(self, node_id: str) -> Strategy:
         stages = tuple(node_stage(n) for n in self.tree.path(node_id)[1:])
-        return Strategy(stages, meta={"task": self.cfg.task.name, "method": self.cfg.search.method,
+        return Strategy(stages, meta={"task": self.cfg.task.name,
+                                      "task_config": self.cfg.task.model_dump(mode="json"),
+                                      "method": self.cfg.search.method,
                                       "model": self.cfg.model, "base_seed": self.cfg.base_seed,
                                       "training": self.cfg.training.model_dump(),
                                       "node": node_id, "val_score": self.tree.nodes[node_id].val_score})
