@@ -19,7 +19,8 @@ import yaml
 from llmzero.config import ConfigError, parse_config
 from llmzero.execution import LocalPool, RunnerSpec
 from llmzero.execution.local import _take_gpu
-from llmzero.runtime import DeviceError, resolve_device
+from llmzero import runtime
+from llmzero.runtime import DeviceError, resolve_device, use_device
 from llmzero.strategy import Stage, StageMode
 from llmzero.tasks import TaskSpec, task_space
 from llmzero.training._base import STAGE_INFO
@@ -27,6 +28,13 @@ from llmzero.training.grpo import TrainingSettings
 
 NO_CUDA = not torch.cuda.is_available()
 BASE = {"task": {"name": "countdown"}, "budget": {"compute": 1000}}
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_cpu():
+    """Stages run in this process here (``workers=0``): the next test's train in fp32 on the CPU again."""
+    yield
+    use_device("cpu")
 
 
 @pytest.mark.parametrize(("executor", "words"), [
@@ -140,6 +148,7 @@ def test_a_stage_in_bf16_trains_and_says_so(xs_base, small_sizes, tmp_path):
         args = torch.load(Path(res.checkpoint) / "training_args.bin", weights_only=False)
         assert (args.bf16, args.use_cpu) == (bf16, True)
     assert [(i["device"], i["bf16"]) for i in infos] == [("cpu", False), ("cpu", True)]
+    assert (runtime.device(), runtime.bf16()) == ("cpu", True)  # this process's, until the fixture puts it back
     # the same draw in another precision: bf16's logits give other entropies
     assert [h["entropy"] for h in results[0].history] != [h["entropy"] for h in results[1].history]
     from safetensors.torch import load_file
