@@ -284,8 +284,6 @@ def search_cmd(
         if run_dir.exists() and any(run_dir.iterdir()):
             raise BadInput(f"out={str(run_dir)!r} is not allowed: the directory exists and is not empty "
                            "(use --resume to continue it)")
-        from llmzero.models.tiny import PRESETS
-
         if cfg.model not in PRESETS:  # before the run directory exists: a bad model leaves nothing
             from llmzero.search.loop import check_model
 

@@ -405,7 +405,6 @@ class SearchRun:
         here, before anything is trained. ``run`` opens it if the caller has not, and closes it."""
         if self._pool is None:
             from llmzero.execution import make_executor
-
             from llmzero.runtime import use_device
 
             pool = make_executor(self.cfg.executor, self.workers)

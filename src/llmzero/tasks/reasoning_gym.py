@@ -49,7 +49,7 @@ class Format:
     # Drop entries whose label is wrong or that the tokenizer cannot write; None keeps all.
     keep: Callable[[dict[str, Any]], bool] | None = None
     # A chat task's system prompt: the prompt is then the user's message, and the model's chat template
-    # renders both (``llmzero.models.tokenizer.render_prompts``); None: the prompt is the text itself.
+    # renders both (``llmzero.tasks.model_prompts``); None: the prompt is the text itself.
     system: str | None = None
 
 

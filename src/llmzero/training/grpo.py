@@ -31,9 +31,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from llmzero import runtime
 from llmzero.models.generate import greedy_generate
 from llmzero.models.tokenizer import load_tokenizer
-from llmzero import runtime
 from llmzero.strategy import Stage, StageMode
 from llmzero.tasks import Task, accuracy, make_reward_func, model_prompts
 from llmzero.training._base import (STAGE_INFO, CheckpointError, StageResult, check_checkpoint,
@@ -162,7 +162,8 @@ class GRPOStageRunner:
             max_grad_norm=s.max_grad_norm, logging_steps=s.logging_steps,
             save_strategy="steps", save_steps=trl_start + stage.steps, save_only_model=False,
             shuffle_dataset=False, ignore_data_skip=True, report_to="none",
-            use_cpu=runtime.device() == "cpu", bf16=runtime.bf16(), gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0,
+            use_cpu=runtime.device() == "cpu", bf16=runtime.bf16(), gradient_checkpointing=False,
+            disable_tqdm=True, dataloader_num_workers=0,
         )
         apply = _ApplyStage(float(p["learning_rate"]), seed, generated, token_limit)
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
@@ -188,8 +189,7 @@ class GRPOStageRunner:
         t = _now()
         val = self.task.split("val")
         outs = greedy_generate(trainer.model, tok, model_prompts(self.task, tok, [e.prompt for e in val]),
-                               int(p["max_completion_length"]),
-                               batch_size=s.eval_batch_size)
+                               int(p["max_completion_length"]), batch_size=s.eval_batch_size)
         result.val_score = accuracy(self.task, val, outs)
         result.val_samples = [{"prompt": e.prompt, "completion": c, "gold": e.gold}
                               for e, c in list(zip(val, outs))[: s.val_samples]]
