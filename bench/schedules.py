@@ -2,7 +2,7 @@
 that does not, at the same compute?
 
     python bench/schedules.py run CONFIG --out RUNS [--parallel 2]
-    python bench/schedules.py table CONFIG --out RUNS [--json FILE]
+    python bench/schedules.py table CONFIG --out RUNS [--soup] [--json FILE]
 
 CONFIG names a task, seeds, a model preset and schedules (name -> stages, as ``llmzero train`` reads
 them; every stage of one cost). ``run`` trains each schedule on each seed with ``llmzero train --seed S``
@@ -11,7 +11,10 @@ position), each in its own directory ``RUNS/NAME/seedS``; a run with a ``summary
 unfinished one is trained again, so a killed probe resumes where it stopped. ``table`` prints each
 schedule's validation score after each stage and its test score (the final checkpoint), averaged over the
 seeds, and, paired by seed, its last stage and its test score against the first schedule's (95% bootstrap
-interval over the seeds); ``--json`` writes every run's record and the machine it ran on.
+interval over the seeds); ``--json`` writes every run's record and the machine it ran on. ``--soup`` also
+builds each run's greedy weight soup of its stages' checkpoints (the best by validation first, each next one
+kept if the average's validation score does not drop, as a search's final soup), scores it on test once
+(kept in the run's ``soup.json``) and pairs it the same way.
 """
 
 from __future__ import annotations
@@ -83,7 +86,25 @@ def run(cfg: dict[str, Any], out: Path, parallel: int) -> None:
             print(line, flush=True)
 
 
-def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+def soup(cfg: dict[str, Any], d: Path) -> dict[str, Any]:
+    """The greedy soup of the run in ``d``'s stage checkpoints and its scores, computed once (``soup.json``)."""
+    done = d / "soup.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    from llmzero.tasks import TaskSpec
+    from llmzero.training.soup import Souper
+
+    stages = json.loads((d / "stages.json").read_text())
+    ids = sorted((f"stage-{i}" for i in range(len(stages))), key=lambda i: -stages[int(i.split("-")[1])]["val_score"])
+    souper = Souper(TaskSpec(cfg["task"]).build(), {i: str(d / i) for i in ids},
+                    int(stages[-1]["stage"]["params"]["max_completion_length"]))
+    members, val = souper.greedy(ids)
+    res = {"members": members, "soup_val": val, "soup_test": souper.score(members, "test")}
+    done.write_text(json.dumps(res) + "\n")
+    return res
+
+
+def records(cfg: dict[str, Any], out: Path, soups: bool = False) -> list[dict[str, Any]]:
     recs = []
     for name in cfg["schedules"]:
         for seed in cfg["seeds"]:
@@ -92,7 +113,8 @@ def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                 s = json.loads(p.read_text())
                 recs.append({"schedule": name, "seed": seed, "val_scores": s["val_scores"],
                              "test_score": s["test_score"], "base_test_score": s["base_test_score"],
-                             "generated_tokens": s["generated_tokens"], "wall_seconds": s["wall_seconds"]})
+                             "generated_tokens": s["generated_tokens"], "wall_seconds": s["wall_seconds"],
+                             **(soup(cfg, p.parent) if soups else {})})
     return recs
 
 
@@ -101,8 +123,9 @@ def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
     names = list(cfg["schedules"])
     ref = names[0]
     depth = max((len(r["val_scores"]) for r in recs), default=0)
+    soups = all("soup_test" in r for r in recs) and bool(recs)
     head = ["schedule", "seeds", *[f"val {i + 1}" for i in range(depth)], "test", "tokens",
-            f"last val vs {ref}", f"test vs {ref}"]
+            f"last val vs {ref}", f"test vs {ref}", *(["soup test", f"soup test vs {ref}"] if soups else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         mine = [by[name, s] for s in cfg["seeds"] if (name, s) in by]
@@ -116,6 +139,10 @@ def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
                f"{bench_search._mean([r['test_score'] for r in mine]):.3f}",
                f"{bench_search._mean([r['generated_tokens'] for r in mine]):,.0f}",
                "-" if name == ref else bench_search._mean_ci(dv), "-" if name == ref else bench_search._mean_ci(dt)]
+        if soups:
+            ds = [a["soup_test"] - b["soup_test"] for a, b in paired]
+            row += [f"{bench_search._mean([r['soup_test'] for r in mine]):.3f}",
+                    "-" if name == ref else bench_search._mean_ci(ds)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -127,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--soup", action="store_true", help="also each run's greedy soup of its stages (table)")
     a = ap.parse_args(argv)
     try:
         cfg = load(a.config)
@@ -137,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.command == "run":
         run(cfg, a.out, a.parallel)
-    recs = records(cfg, a.out)
+    if a.soup:
+        from llmzero.runtime import configure_process
+
+        configure_process(1)
+    recs = records(cfg, a.out, soups=a.soup)
     print(table(cfg, recs))
     if a.json is not None:
         a.json.write_text(json.dumps({"machine": bench_search.machine(a.json), "config_file": str(a.config),
