@@ -124,7 +124,9 @@ def test_cuda_where_there_is_none_is_one_line_exit_2_and_leaves_nothing(tmp_path
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"stages": [{"steps": 1}]}))
     env = {**os.environ, "LLMZERO_CACHE": str(tmp_path / "cache")}
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump({**cfg, "executor": {}}))
     for args, run in ((["search", "c.yaml", "--out", "run"], "run"),
+                      (["search", "plain.yaml", "--device", "cuda", "--out", "run2"], "run2"),
                       (["train", "--task", "countdown", "--schedule", "s.yaml", "--model", "xs", "--out", "tr",
                         "--device", "cuda"], "tr")):
         r = subprocess.run([sys.executable, "-m", "llmzero.cli", *args], cwd=tmp_path, capture_output=True,

@@ -227,6 +227,8 @@ def search_cmd(
     budget: Annotated[int | None, typer.Option(help="Compute budget in generated tokens (overrides budget.compute).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the search (overrides seed).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (overrides executor.workers).")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="Where stages train: auto, cpu or cuda (overrides executor.device).")] = None,
     soup: Annotated[int | None, typer.Option(
         help="Final model: a greedy weight soup of up to this many of the best checkpoints (overrides "
              "search.soup; 0: the best node).")] = None,
@@ -264,7 +266,7 @@ def search_cmd(
     if workers is not None and workers < 1:
         raise BadInput(f"workers={workers} is not allowed: expected an integer >= 1")
     if resume is not None:
-        given = (seed, soup, draws, draws_min_gain, sibling_soup, scale_updates, lineages, lineage_start)
+        given = (seed, device, soup, draws, draws_min_gain, sibling_soup, scale_updates, lineages, lineage_start)
         if config is not None or method or budget or any(v is not None for v in given):
             raise BadInput("resume takes its config from the run's journal: pass only --resume RUN (and --workers)")
         if not (resume / JOURNAL).is_file():
@@ -275,7 +277,8 @@ def search_cmd(
         if config is None:
             raise BadInput("CONFIG is missing: give an experiment file, or --resume RUN")
         cfg = load_config(config, {"search.method": method, "budget.compute": budget, "seed": seed,
-                                   "executor.workers": workers, "search.soup": soup, "search.draws": draws,
+                                   "executor.workers": workers, "executor.device": device,
+                                   "search.soup": soup, "search.draws": draws,
                                    "search.draws_min_gain": draws_min_gain,
                                    "search.sibling_soup": sibling_soup,
                                    "search.scale_updates": scale_updates, "search.lineages": lineages,
