@@ -50,6 +50,8 @@ def test_a_chat_task_reads_the_answer_from_its_tags():
     plain = get_task("rg:leg_counting", sizes=SIZES)
     assert plain.system is None and plain.score(plain.split("val")[0], str(plain.split("val")[0].entry["answer"])) == 1
     assert task.identity() == {**plain.identity(), "chat": True}  # other prompts: other cached splits
+    # room for a chat model's reasoning before its answer; a text task's answer alone
+    assert (task.default_max_completion_length, plain.default_max_completion_length) == (512, 64)
 
 
 def test_chat_prompts_are_rendered_by_the_models_template(chat_model, xs_base):

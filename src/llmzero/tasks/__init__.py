@@ -23,10 +23,12 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str, *, difficulty: int = 2, sizes: Sizes | None = None, data_seed: int = 0,
-             config: dict[str, Any] | None = None, max_completion_length: int = 64,
+             config: dict[str, Any] | None = None, max_completion_length: int | None = None,
              chat: bool = False) -> ReasoningGymTask:
     """A task by name: a built-in one, or ``rg:<dataset>`` for any reasoning-gym dataset (``chat``: its
-    prompts as chat messages, for chat models; see ``chat_format``)."""
+    prompts as chat messages, for chat models; see ``chat_format``). An ``rg:`` task's default response
+    length is ``max_completion_length``, else 64 tokens for an answer, 512 for a chat model's reasoning
+    and its answer."""
     if name in BUILTIN:
         if config:
             raise TaskError(f"config is not allowed for built-in task {name!r}: its levels are fixed")
@@ -45,7 +47,7 @@ def get_task(name: str, *, difficulty: int = 2, sizes: Sizes | None = None, data
         return ReasoningGymTask(name=name, rg_name=rg_name, levels={difficulty: dict(config or {})},
                                 format=chat_format() if chat else plain_format(), difficulty=difficulty,
                                 sizes=sizes or Sizes(), data_seed=data_seed,
-                                default_max_completion_length=max_completion_length,
+                                default_max_completion_length=max_completion_length or (512 if chat else 64),
                                 description=f"reasoning-gym {rg_name} (question text as "
                                             f"{'a chat message' if chat else 'prompt'})")
     raise TaskError(f"unknown task {name!r}: expected one of {', '.join(BUILTIN)} or rg:<reasoning-gym dataset>")
@@ -60,7 +62,7 @@ class TaskSpec:
     sizes: Sizes = field(default_factory=Sizes)
     data_seed: int = 0
     config: tuple[tuple[str, Any], ...] = ()  # only for rg:<dataset> tasks
-    max_completion_length: int = 64
+    max_completion_length: int | None = None  # only for rg:<dataset> tasks (None: get_task's default)
     chat: bool = False  # only for rg:<dataset> tasks
 
     def build(self) -> ReasoningGymTask:
