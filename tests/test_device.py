@@ -74,9 +74,11 @@ def test_auto_is_cuda_when_one_is_visible_else_the_cpu(monkeypatch):
 
 def test_workers_take_the_visible_gpus_in_turn(monkeypatch):
     slots = mp.get_context("spawn").Value("i", 0)
+    # set through monkeypatch first, so that the variable is restored after the test whatever _take_gpu
+    # wrote (a delenv of a variable that is not set records nothing to restore)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     seen = []
     for _ in range(5):
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
         _take_gpu(["3", "GPU-5f2a", "7"], slots)
         seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
     assert seen == ["3", "GPU-5f2a", "7", "3", "GPU-5f2a"]

@@ -123,8 +123,11 @@ def test_a_search_on_ray_grows_the_same_tree_as_on_the_local_pool(xs_base, tmp_p
     assert trees[0] == trees[1] and tests[0] == tests[1]
 
 
-def test_actors_that_reserve_gpus_get_them_from_ray_and_train_where_they_may(xs_base, small_sizes, tmp_path):
+def test_actors_that_reserve_gpus_get_them_from_ray_and_train_where_they_may(xs_base, small_sizes, tmp_path,
+                                                                            monkeypatch):
     import ray
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # Ray's GPU "0" is then the first GPU
 
     # Ray schedules on the GPUs it is told of (none need exist): two actors share one by halves.
     ray.init(num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
