@@ -8,7 +8,8 @@ CONFIG names a task, seeds, a model preset and schedules (name -> stages, as ``l
 them; every stage of one cost). ``run`` trains each schedule on each seed with ``llmzero train --seed S``
 (the same base model and data order for every schedule of a seed, each stage's draw seeded by its seed and
 position), each in its own directory ``RUNS/NAME/seedS``; a run with a ``summary.json`` is done and kept, an
-unfinished one is trained again, so a killed probe resumes where it stopped. ``table`` prints each
+unfinished one is trained again, so a killed probe resumes where it stopped; a run that fails is reported
+with its error, and ``run`` then ends with exit 1. ``table`` prints each
 schedule's validation score after each stage and its test score (the final checkpoint), averaged over the
 seeds, and, paired by seed, its last stage and its test score against the first schedule's (95% bootstrap
 interval over the seeds); ``--json`` writes every run's record and the machine it ran on. ``--soup`` also
@@ -79,11 +80,15 @@ def _train(cfg: dict[str, Any], out: Path, name: str, seed: int) -> str:
     return f"{name} seed {seed}: val {s['val_scores']}, test {s['test_score']}, {s['wall_seconds']} s"
 
 
-def run(cfg: dict[str, Any], out: Path, parallel: int) -> None:
+def run(cfg: dict[str, Any], out: Path, parallel: int) -> int:
+    """Train every schedule on every seed; the number of runs that failed."""
     jobs = [(name, seed) for seed in cfg["seeds"] for name in cfg["schedules"]]
+    failed = 0
     with ThreadPoolExecutor(parallel) as pool:
         for line in pool.map(lambda job: _train(cfg, out, *job), jobs):
             print(line, flush=True)
+            failed += ": FAILED " in line
+    return failed
 
 
 def soup(cfg: dict[str, Any], d: Path) -> dict[str, Any]:
@@ -163,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except ProbeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.command == "run":
-        run(cfg, a.out, a.parallel)
+    failed = run(cfg, a.out, a.parallel) if a.command == "run" else 0
     if a.soup:
         from llmzero.runtime import configure_process
 
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json is not None:
         a.json.write_text(json.dumps({"machine": bench_search.machine(a.json), "config_file": str(a.config),
                                       "config": cfg, "runs_dir": str(a.out), "records": recs}, indent=1) + "\n")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ def test_a_bad_config_is_one_line_and_exit_2(config, words, tmp_path):
     assert r.stderr.strip().count("\n") == 0 and not (tmp_path / "runs").exists()
 
 
+def test_a_run_that_fails_is_reported_and_exit_1(tmp_path):
+    cfg = {"task": "number_sorting", "seeds": [0], "schedules": {"bad": [{"steps": 1, "params": {"beta": 9}}]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = probe("run", "c.yaml", "--out", "runs", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "bad seed 0: FAILED (exit 2)" in r.stdout and "beta=9" in r.stdout, r.stdout
+
+
 @pytest.mark.slow
 def test_schedules_pair_by_seed_resume_and_soup(xs_base, tmp_path):
     one = {"steps": 2, "params": {"num_generations": 4, "max_completion_length": 8}}
