@@ -11,7 +11,7 @@ from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.llm import render_system
 from llmzero.space import DEFAULT_SPACE
 from llmzero.strategy import Strategy
-from llmzero.transfer import Move, Prior, apply_move, map_strategy, target_config
+from llmzero.transfer import Move, Prior, apply_move, fixed_config, map_strategy, target_config
 
 SPACE = DEFAULT_SPACE.with_defaults(max_completion_length=40)
 PRIOR = Prior(source="runs/src", task="number_sorting", val_score=0.5, pattern="monotone: max_completion_length",
@@ -54,6 +54,24 @@ def test_a_chat_source_keeps_chat_prompts_on_a_reasoning_gym_target():
     assert not target_config(dataclasses.replace(PRIOR, config={"task": {"name": "rg:leg_counting"},
                                                                 "budget": {"compute": 1000}}),
                              "rg:basic_arithmetic").task.chat
+
+
+def test_a_lineage_source_transfers_and_its_reference_is_chains_as_deep_as_its_strategy():
+    import dataclasses
+
+    # the benchmark's own search: two lineages that start as grid's runs, one stage deep and deepened
+    source = {"task": {"name": "arithmetic"}, "budget": {"compute": 250000}, "search": {
+        "method": "mcts", "depth": 1, "lineages": 2, "lineage_start": "grid", "soup": 5}}
+    prior = dataclasses.replace(PRIOR, config=source)
+    cfg = target_config(prior, "number_sorting")  # lineage_start grid and a prior cannot go together
+    assert (cfg.search.lineages, cfg.search.lineage_start, cfg.search.prior) == (2, "start", "runs/src")
+    ref = fixed_config(cfg, prior)
+    assert (ref.search.method, ref.search.lineages, ref.search.prior) == ("fixed", 1, None)
+    assert ref.search.depth == len(PRIOR.moves) == 3 and ref.search.soup == 5  # not 1-stage chains
+    assert ref.task == cfg.task and ref.budget == cfg.budget
+    deeper = fixed_config(target_config(dataclasses.replace(PRIOR, config={**source, "search": {"depth": 5}}),
+                                        "number_sorting"), prior)
+    assert deeper.search.depth == 5
 
 
 def test_prior_is_in_the_prompt_and_first_child_follows_it():

@@ -465,7 +465,7 @@ def transfer_cmd(
     both against the target task's fixed schedule, on the test split."""
     from llmzero.search import JOURNAL, SearchRun
     from llmzero.search.loop import task_spec
-    from llmzero.transfer import PARTS, load_prior, map_strategy, relative, target_config
+    from llmzero.transfer import PARTS, fixed_config, load_prior, map_strategy, relative, target_config
 
     parts = list(dict.fromkeys(only or PARTS))
     for p in parts:
@@ -510,8 +510,7 @@ def transfer_cmd(
         if (d / "summary.json").is_file():
             s = json.loads((d / "summary.json").read_text())
         else:
-            run_cfg = cfg if part == "search" else cfg.model_copy(update={"search": cfg.search.model_copy(
-                update={"method": "fixed", "prior": None})})
+            run_cfg = cfg if part == "search" else fixed_config(cfg, prior)
             run = SearchRun(None if (d / JOURNAL).is_file() else run_cfg, d, resume=(d / JOURNAL).is_file())
             s = _live_search(run, transient=json_)
             run.close()

@@ -151,8 +151,27 @@ def target_config(prior: Prior, task: str, overrides: dict[str, Any] | None = No
     if source_task.get("chat") and task.startswith("rg:"):  # the same chat model: chat prompts on the target too
         raw["task"]["chat"] = True
     raw["params"] = {}
-    raw.setdefault("search", {})["prior"] = prior.source
+    search = raw.setdefault("search", {})
+    search["prior"] = prior.source
+    if search.get("lineage_start") == "grid":  # lineages that start as grid's runs: the prior's first move
+        search["lineage_start"] = "start"      # starts them instead (a grid lineage has no prior to follow)
     return parse_config(apply_overrides(raw, overrides))
+
+
+def fixed_config(cfg: Any, prior: Prior):
+    """The reference for a transfer: ``cfg`` (the target's experiment) with the target's default schedule
+    in chains of as many stages as the source's strategy has (or ``search.depth``, if more), one after the
+    other while the budget lasts, the best chain's end picked on validation as the search picks its node
+    (and averaged by the final soup if ``search.soup`` says so). A source that grew lineages or dove
+    deeper than ``search.depth`` is compared with chains as deep as its strategy."""
+    from llmzero.config import parse_config
+
+    raw = cfg.model_dump(mode="json")
+    search = raw["search"]
+    search.update(method="fixed", prior=None, depth=max(cfg.search.depth, len(prior.moves)), lineages=1,
+                  lineage_start="agent", sibling_soup=False, scale_updates=False, dive_branching=None,
+                  dive_patience=0)
+    return parse_config(raw)
 
 
 def relative(score: float | None, reference: float | None) -> float | None:
