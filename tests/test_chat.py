@@ -14,7 +14,7 @@ import yaml
 from llmzero.config import ConfigError, parse_config
 from llmzero.models.tokenizer import NoChatTemplate, load_tokenizer, render_chat
 from llmzero.strategy import Stage, StageMode
-from llmzero.tasks import Sizes, TaskError, get_task, model_prompts, task_space
+from llmzero.tasks import Sizes, get_task, model_prompts, task_space
 from llmzero.training import grpo
 from llmzero.training.evaluate import evaluate_checkpoint
 from llmzero.training.grpo import GRPOStageRunner, TrainingSettings
