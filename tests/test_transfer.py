@@ -11,7 +11,7 @@ from llmzero.agents._base import NodeView, Proposal, ProposalContext
 from llmzero.agents.llm import render_system
 from llmzero.space import DEFAULT_SPACE
 from llmzero.strategy import Strategy
-from llmzero.transfer import Move, Prior, apply_move, fixed_config, map_strategy, target_config
+from llmzero.transfer import Move, Prior, apply_move, default_strategy, fixed_config, map_strategy, target_config
 
 SPACE = DEFAULT_SPACE.with_defaults(max_completion_length=40)
 PRIOR = Prior(source="runs/src", task="number_sorting", val_score=0.5, pattern="monotone: max_completion_length",
@@ -42,6 +42,15 @@ def test_map_strategy_chains_the_moves_from_the_target_defaults():
     assert strategy.stages[2].params["entropy_coef"] == 0.01  # unchanged parameters carry over
     assert len(repairs) == 1 and strategy.meta["source_task"] == "number_sorting"
     Strategy.from_dict(strategy.to_dict(), space=SPACE)  # every stage is legal in the target space
+
+
+def test_the_replays_control_keeps_the_target_start_over_the_same_stages():
+    strategy, _ = map_strategy(PRIOR, SPACE)
+    start = {**SPACE.defaults(), "learning_rate": 3e-4}
+    control = default_strategy(strategy, start)
+    assert [s.params for s in control.stages] == [start] * 3
+    assert [(s.steps, s.mode) for s in control.stages] == [(s.steps, s.mode) for s in strategy.stages]
+    assert control.meta["control_of"] == "replay"
 
 
 def test_a_chat_source_keeps_chat_prompts_on_a_reasoning_gym_target():
@@ -146,7 +155,7 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["source_task"] == "number_sorting" and report["task"] == "arithmetic"
     results = report["results"]
-    assert set(results) == {"replay", "search", "fixed"}
+    assert set(results) == {"replay", "default", "search", "fixed"}
     for part, r in results.items():
         assert 0 <= r["test_score"] <= 1, part
         assert r["vs_fixed"] == pytest.approx(r["test_score"] / results["fixed"]["test_score"] - 1)
@@ -173,10 +182,11 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
         assert all(tree.nodes[c].transition["proposed_by"] != "prior" for c in tree.root.children)
     assert Journal(out / "fixed" / "journal.sqlite").replay().meta["config"]["search"]["method"] == "fixed"
     # running it again resumes: nothing is trained twice
-    before = {p: (out / p / "summary.json").stat().st_mtime for p in ("replay", "search", "fixed")}
+    parts = ("replay", "search", "fixed") + (() if results["default"].get("same_as") else ("default",))
+    before = {p: (out / p / "summary.json").stat().st_mtime for p in parts}
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["results"] == results
-    assert before == {p: (out / p / "summary.json").stat().st_mtime for p in ("replay", "search", "fixed")}
+    assert before == {p: (out / p / "summary.json").stat().st_mtime for p in parts}
 
 
 @pytest.mark.parametrize("args, words", [
@@ -189,3 +199,53 @@ def test_transfer_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and all(w in lines[0] for w in words), lines
+
+
+@pytest.mark.slow
+def test_the_replays_control_trains_its_stages_with_the_target_defaults_paired_by_seed(xs_base, small_sizes,
+                                                                                      tmp_path, monkeypatch):
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    import llmzero.transfer as transfer
+    from llmzero.cli import app
+
+    from test_search import config
+
+    raw = config(xs_base)
+    raw["task"]["sizes"] = small_sizes.__dict__
+    prior = Prior(source="runs/src", task="number_sorting", val_score=0.5, pattern="-", config=raw,
+                  moves=(Move({}, steps=3), Move({"entropy_coef": (0.0, 0.05), "learning_rate": (1e-4, 5e-4)}, steps=3)))
+    monkeypatch.setattr(transfer, "load_prior", lambda source: prior)
+    out = tmp_path / "tr"
+    args = ["transfer", "--from", "runs/src", "--task", "number_sorting", "--only", "replay", "--only", "default",
+            "--out", str(out), "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output[-2000:]
+    results = json.loads(res.output.strip().splitlines()[-1])["results"]
+    assert set(results) == {"replay", "default"} and "same_as" not in results["default"]
+    replay = json.loads((out / "replay" / "stages.json").read_text())
+    default = json.loads((out / "default" / "stages.json").read_text())
+    start = {**DEFAULT_SPACE.defaults(), **json.loads(json.dumps(replay[0]["stage"]["params"]))}
+    assert [s["stage"]["params"] for s in default] == [start, start]  # the target's starting parameters throughout
+    assert [s["stage"]["steps"] for s in default] == [s["stage"]["steps"] for s in replay] == [3, 3]
+    assert replay[1]["stage"]["params"]["entropy_coef"] == 0.05
+    # the first stage changed nothing on either path: the same stage, bit for bit (same base, seed and data)
+    def curves(stage):  # the training metrics, without the clock's
+        return [{k: v for k, v in h.items() if "time" not in k and "per_second" not in k} for h in stage["history"]]
+
+    assert curves(default[0]) == curves(replay[0]) and default[0]["val_score"] == replay[0]["val_score"]
+    assert curves(default[1]) != curves(replay[1])  # the moved stage trained otherwise
+    assert results["replay"]["vs_default"] == pytest.approx(
+        results["replay"]["test_score"] / results["default"]["test_score"] - 1)
+    assert results["default"]["vs_default"] == 0
+
+    # a strategy that keeps the starting parameters is its own control: nothing is trained twice
+    kept = dataclasses.replace(prior, moves=(Move({}, steps=3), Move({}, steps=3)))
+    monkeypatch.setattr(transfer, "load_prior", lambda source: kept)
+    res = CliRunner().invoke(app, [*args[:-2], str(tmp_path / "kept"), "--json"])
+    assert res.exit_code == 0, res.output[-2000:]
+    results = json.loads(res.output.strip().splitlines()[-1])["results"]
+    assert results["default"]["same_as"] == "replay" and results["default"]["test_score"] == results["replay"]["test_score"]
+    assert not (tmp_path / "kept" / "default").exists()

@@ -447,14 +447,37 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run director
             out.print(_soup_line(f))
 
 
+def _transfer_path(d: Path, spec: TaskSpec, cfg: Any, strategy: Any, quiet: bool) -> dict[str, Any]:
+    """One path of a transfer (the replay or its control) trained in ``d``, or its summary if done."""
+    if (d / "summary.json").is_file():
+        return json.loads((d / "summary.json").read_text())
+    import shutil
+
+    from llmzero.training.schedule import train_schedule
+
+    shutil.rmtree(d, ignore_errors=True)  # an interrupted path starts again
+    with _progress() as progress:
+        base_dir, base_test = _base(spec, cfg.model, cfg.base_seed, progress)
+        tid = progress.add_task(f"training {d.name}", total=None)
+        return train_schedule(spec, strategy, d, base_dir, base_test=base_test, seed=cfg.seed,
+                              executor=cfg.executor, prompts_per_step=cfg.training.prompts_per_step,
+                              on_stage=lambda i, res: _print_stage(i, res, quiet=quiet),
+                              say=lambda msg: progress.update(tid, description=f"{d.name}: {msg}"))
+
+
+def _path_result(s: dict[str, Any], d: Path) -> dict[str, Any]:
+    return {"test_score": s["test_score"], "base_test_score": s["base_test_score"],
+            "val_score": (s["val_scores"] or [None])[-1], "compute": s["generated_tokens"], "run": str(d)}
+
+
 @app.command("transfer")
 def transfer_cmd(
     source: Annotated[Path, typer.Option("--from", help="A finished search run directory (the source).")],
     task: Annotated[str, typer.Option(help="The target task (see `llmzero tasks`).")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory (default "
                                                  "runs/transfer-<source>-to-<task>); re-running resumes it.")] = None,
-    only: Annotated[list[str] | None, typer.Option(help="Run only these parts: replay, search, fixed "
-                                                   "(repeatable; default all three).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Run only these parts: replay, default, search, "
+                                                   "fixed (repeatable; default all four).")] = None,
     model: Annotated[str | None, typer.Option(help="Model for the target task (default: the source's).")] = None,
     budget: Annotated[int | None, typer.Option(help="Compute budget of the searches (default: the source's).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the source's).")] = None,
@@ -465,7 +488,8 @@ def transfer_cmd(
     both against the target task's fixed schedule, on the test split."""
     from llmzero.search import JOURNAL, SearchRun
     from llmzero.search.loop import task_spec
-    from llmzero.transfer import PARTS, fixed_config, load_prior, map_strategy, relative, target_config
+    from llmzero.transfer import (PARTS, default_strategy, fixed_config, load_prior, map_strategy, relative,
+                                  target_config)
 
     parts = list(dict.fromkeys(only or PARTS))
     for p in parts:
@@ -482,27 +506,21 @@ def transfer_cmd(
 
     configure_process(1)
     results: dict[str, dict[str, Any]] = {}
-    if "replay" in parts:
-        strategy, repairs = map_strategy(prior, space, space.validate(cfg.params))
-        d = out_dir / "replay"
-        if (d / "summary.json").is_file():
-            s = json.loads((d / "summary.json").read_text())
-        else:
-            import shutil
-
-            shutil.rmtree(d, ignore_errors=True)  # an interrupted replay starts again
-            from llmzero.training.schedule import train_schedule
-
-            with _progress() as progress:
-                base_dir, base_test = _base(spec, cfg.model, cfg.base_seed, progress)
-                tid = progress.add_task("replaying the strategy", total=None)
-                s = train_schedule(spec, strategy, d, base_dir, base_test=base_test, seed=cfg.seed,
-                                   executor=cfg.executor, prompts_per_step=cfg.training.prompts_per_step,
-                                   on_stage=lambda i, res: _print_stage(i, res, quiet=json_),
-                                   say=lambda msg: progress.update(tid, description=f"replay: {msg}"))
-        results["replay"] = {"test_score": s["test_score"], "base_test_score": s["base_test_score"],
-                             "val_score": (s["val_scores"] or [None])[-1], "compute": s["generated_tokens"],
-                             "run": str(d), "repairs": [r.__dict__ for r in repairs]}
+    start = space.validate(cfg.params)
+    strategy, repairs = map_strategy(prior, space, start)
+    control = default_strategy(strategy, start)
+    for part, schedule in (("replay", strategy), ("default", control)):
+        if part not in parts:
+            continue
+        if part == "default" and [s.params for s in strategy.stages] == [s.params for s in control.stages]:
+            # the replay keeps the target's starting parameters throughout: it is its own control
+            s = _transfer_path(out_dir / "replay", spec, cfg, strategy, json_)
+            results[part] = {**_path_result(s, out_dir / "replay"), "same_as": "replay"}
+            continue
+        s = _transfer_path(out_dir / part, spec, cfg, schedule, json_)
+        results[part] = _path_result(s, out_dir / part)
+        if part == "replay":
+            results[part]["repairs"] = [r.__dict__ for r in repairs]
     for part in ("search", "fixed"):
         if part not in parts:
             continue
@@ -518,8 +536,10 @@ def transfer_cmd(
                          "val_score": s["best_val"], "compute": s["budget_spent"], "run": str(d),
                          "llm_calls": s.get("llm_calls", 0)}
     fixed = results.get("fixed", {}).get("test_score")
+    default = results.get("default", {}).get("test_score")
     for r in results.values():
         r["vs_base"] = relative(r["test_score"], r["base_test_score"])
+        r["vs_default"] = relative(r["test_score"], default)
         r["vs_fixed"] = relative(r["test_score"], fixed)
     report = {"source": str(source), "source_task": prior.task, "task": task, "prior": prior.to_dict(),
               "results": results}
@@ -528,16 +548,18 @@ def transfer_cmd(
         print(json.dumps(report))
         return
     t = Table(title=f"transfer {prior.task} -> {task} (test split)")
-    for col in ("part", "test", "base", "vs base", "vs fixed", "val", "compute (tokens)"):
+    for col in ("part", "test", "base", "vs base", "vs default", "vs fixed", "val", "compute (tokens)"):
         t.add_column(col, justify="right")
     pct = (lambda x: "-" if x is None else f"{100 * x:+.1f}%")
     for part, r in results.items():
-        t.add_row(part, _fmt(r["test_score"]), _fmt(r["base_test_score"]), pct(r["vs_base"]), pct(r["vs_fixed"]),
-                  _fmt(r["val_score"]), f"{r['compute']:,}")
+        name = f"{part} (= {r['same_as']})" if r.get("same_as") else part
+        t.add_row(name, _fmt(r["test_score"]), _fmt(r["base_test_score"]), pct(r["vs_base"]), pct(r["vs_default"]),
+                  pct(r["vs_fixed"]), _fmt(r["val_score"]), f"{r['compute']:,}")
     out.print(t)
-    out.print(f"replay: the source's moves as ratios from {task}'s defaults; search: {cfg.search.method} with the "
-              f"strategy and its dynamics as the agent's prior; fixed: {task}'s default schedule. "
-              f"Details: {out_dir}/transfer.json")
+    out.print(f"replay: the source's moves as ratios from {task}'s defaults; default: the replay's stages with "
+              f"{task}'s starting parameters throughout (same steps and seed: its paired control); search: "
+              f"{cfg.search.method} with the strategy and its dynamics as the agent's prior; fixed: {task}'s default "
+              f"schedule under the search's budget. Details: {out_dir}/transfer.json")
 
 
 @app.command("analyze")

@@ -24,7 +24,7 @@ from llmzero.space import Repair, Space, Value
 from llmzero.strategy import Stage, StageMode, Strategy
 
 
-PARTS = ("replay", "search", "fixed")
+PARTS = ("replay", "default", "search", "fixed")
 
 
 class TransferError(ValueError):
@@ -136,6 +136,14 @@ def map_strategy(prior: Prior, space: Space, start: dict[str, Value] | None = No
         stages.append(Stage(dict(params), m.steps, StageMode(m.mode)))
     meta = {"transferred_from": prior.source, "source_task": prior.task}
     return Strategy(tuple(stages), meta=meta), repairs
+
+
+def default_strategy(strategy: Strategy, start: dict[str, Value]) -> Strategy:
+    """The replay's control: the same stages (steps and modes) with the target's starting parameters
+    throughout. Trained with the replay's seed, a stage both keep at the starting parameters is the same
+    stage bit for bit, so replay against this is the moves' own effect on the target, paired."""
+    stages = tuple(Stage(dict(start), s.steps, s.mode) for s in strategy.stages)
+    return Strategy(stages, meta={"control_of": "replay", "source_task": strategy.meta.get("source_task")})
 
 
 def target_config(prior: Prior, task: str, overrides: dict[str, Any] | None = None):
