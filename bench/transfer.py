@@ -1,0 +1,171 @@
+"""Transfer over several source runs and targets: does a strategy found on one task help on another?
+
+    python bench/transfer.py run CONFIG --out RUNS [--parallel 2]
+    python bench/transfer.py table CONFIG --out RUNS [--json FILE]
+
+CONFIG names source runs (search run directories; shell-style patterns allowed, relative to the current
+directory) and target tasks, and which parts of ``llmzero transfer`` to run (default ``replay`` and
+``default``; ``search`` and ``fixed`` may be added, with ``budget``). ``run`` calls ``llmzero transfer
+--from SRC --task T`` for every pair, each in ``RUNS/<source task>-<method>-<seed dir>-to-<T>``; the command
+resumes what is unfinished and keeps what is done, so a killed probe resumes where it stopped; a pair that
+fails is reported with its error, and ``run`` then ends with exit 1. Every pair trains on the source run's
+seed and base seed, so the replay and its control (``default``: the replay's stages with the target's
+starting parameters, the same stage seeds and data) are paired. ``table`` prints, per source task and
+target, the mean test scores of the base model and of each part, and, paired by source run, the replay
+against its control and against the base model (95% bootstrap interval over the source runs), with how many
+replays kept the target's starting parameters throughout (their own control); ``--json`` writes every
+pair's record and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import search as bench_search  # noqa: E402  (bench/search.py: bootstrap intervals and the machine record)
+
+PARTS = ("replay", "default", "search", "fixed")
+
+
+class ProbeError(ValueError):
+    """A config this probe cannot run; one line."""
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ProbeError(f"{path}: cannot be read as YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ProbeError(f"{path}: expected a mapping with sources and targets")
+    for key in ("sources", "targets"):
+        if not isinstance(raw.get(key), list) or not raw[key]:
+            raise ProbeError(f"{path}: {key}={raw.get(key)!r} is not allowed: expected a non-empty list")
+    cfg = {"parts": ["replay", "default"], "budget": None, **raw}
+    for p in cfg["parts"]:
+        if p not in PARTS:
+            raise ProbeError(f"{path}: parts has {p!r}, which is not allowed: expected some of {', '.join(PARTS)}")
+    sources = []
+    for pattern in cfg["sources"]:
+        found = sorted(glob.glob(str(pattern)))
+        if not found:
+            raise ProbeError(f"{path}: sources has {pattern!r}, which matches no directory")
+        sources += [f for f in found if f not in sources]
+    cfg["sources"] = sources
+    return cfg
+
+
+def _label(source: str) -> str:
+    """``.../arithmetic/llmzero/seed5`` -> ``arithmetic-llmzero-seed5``: the source's task, method and seed."""
+    return "-".join(Path(source).parts[-3:])
+
+
+def _dir(out: Path, source: str, target: str) -> Path:
+    return out / f"{_label(source)}-to-{target.replace(':', '_')}"
+
+
+def _transfer(cfg: dict[str, Any], out: Path, source: str, target: str) -> str:
+    d = _dir(out, source, target)
+    cmd = [sys.executable, "-m", "llmzero.cli", "transfer", "--from", source, "--task", target, "--out", str(d),
+           "--workers", "1", "--json", *[a for p in cfg["parts"] for a in ("--only", p)]]
+    if cfg["budget"] is not None:
+        cmd += ["--budget", str(cfg["budget"])]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"{_label(source)} -> {target}: FAILED (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}"
+    res = json.loads(r.stdout.strip().splitlines()[-1])["results"]
+    return f"{_label(source)} -> {target}: " + ", ".join(f"{p} {x['test_score']:.3f}" for p, x in res.items())
+
+
+def run(cfg: dict[str, Any], out: Path, parallel: int) -> int:
+    """Every source run carried to every target; the number of pairs that failed."""
+    jobs = [(s, t) for t in cfg["targets"] for s in cfg["sources"]]
+    failed = 0
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(parallel) as pool:
+        for line in pool.map(lambda job: _transfer(cfg, out, *job), jobs):
+            print(line, flush=True)
+            failed += ": FAILED " in line
+    return failed
+
+
+def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+    recs = []
+    for target in cfg["targets"]:
+        for source in cfg["sources"]:
+            p = _dir(out, source, target) / "transfer.json"
+            if not p.is_file():
+                continue
+            t = json.loads(p.read_text())
+            res = t["results"]
+            any_part = next(iter(res.values()))
+            recs.append({"source": source, "source_task": t["source_task"], "task": target,
+                         "moves": [m["changes"] for m in t["prior"]["moves"]],
+                         "base_test_score": any_part["base_test_score"],
+                         **{f"{p}_test_score": r["test_score"] for p, r in res.items()},
+                         **{f"{p}_compute": r["compute"] for p, r in res.items()},
+                         "replay_is_default": res.get("default", {}).get("same_as") == "replay"})
+    return recs
+
+
+def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
+    parts = [p for p in PARTS if any(f"{p}_test_score" in r for r in recs)]
+    head = ["source -> target", "runs", "base", *parts, "replay vs default", "replay vs base",
+            "replays that keep the defaults", "replay tokens", "default tokens"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    m = bench_search._mean
+    for key in dict.fromkeys((r["source_task"], r["task"]) for r in recs):
+        mine = [r for r in recs if (r["source_task"], r["task"]) == key]
+        paired = [r for r in mine if "replay_test_score" in r and "default_test_score" in r]
+        replayed = [r for r in mine if "replay_test_score" in r]
+        row = [f"{key[0]} -> {key[1]}", str(len(mine)), f"{m([r['base_test_score'] for r in mine]):.3f}"]
+        for p in parts:
+            xs = [r[f"{p}_test_score"] for r in mine if f"{p}_test_score" in r]
+            row.append(f"{m(xs):.3f}" if xs else "-")
+        row += [bench_search._mean_ci([r["replay_test_score"] - r["default_test_score"] for r in paired])
+                if paired else "-",
+                bench_search._mean_ci([r["replay_test_score"] - r["base_test_score"] for r in replayed])
+                if replayed else "-",
+                f"{sum(r['replay_is_default'] for r in paired)} of {len(paired)}",
+                f"{m([r['replay_compute'] for r in replayed]):,.0f}" if replayed else "-",
+                f"{m([r['default_compute'] for r in paired]):,.0f}" if paired else "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["run", "table"])
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    try:
+        cfg = load(a.config)
+        if a.parallel < 1:
+            raise ProbeError(f"--parallel={a.parallel} is not allowed: expected an integer >= 1")
+    except ProbeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = run(cfg, a.out, a.parallel) if a.command == "run" else 0
+    recs = records(cfg, a.out)
+    print(table(cfg, recs))
+    if a.json is not None:
+        a.json.write_text(json.dumps({"machine": bench_search.machine(a.json), "config_file": str(a.config),
+                                      "config": cfg, "runs_dir": str(a.out), "records": recs}, indent=1) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
