@@ -93,20 +93,17 @@ def run(cfg: dict[str, Any], out: Path, parallel: int) -> int:
 
 def soup(cfg: dict[str, Any], d: Path) -> dict[str, Any]:
     """The greedy soup of the run in ``d``'s stage checkpoints and its scores, computed once (``soup.json``)."""
-    done = d / "soup.json"
-    if done.is_file():
-        return json.loads(done.read_text())
     from llmzero.tasks import TaskSpec
-    from llmzero.training.soup import Souper
+    from llmzero.training.soup import path_soup
 
     stages = json.loads((d / "stages.json").read_text())
-    ids = sorted((f"stage-{i}" for i in range(len(stages))), key=lambda i: -stages[int(i.split("-")[1])]["val_score"])
-    souper = Souper(TaskSpec(cfg["task"]).build(), {i: str(d / i) for i in ids},
-                    int(stages[-1]["stage"]["params"]["max_completion_length"]))
-    members, val = souper.greedy(ids)
-    res = {"members": members, "soup_val": val, "soup_test": souper.score(members, "test")}
-    done.write_text(json.dumps(res) + "\n")
-    return res
+    res = path_soup(TaskSpec(cfg["task"]).build(), d, len(stages))
+    if res is None:  # a single stage: its own model
+        return {"members": ["stage-0"], "soup_val": stages[0]["val_score"],
+                "soup_test": json.loads((d / "summary.json").read_text())["test_score"]}
+    if "members" in res:  # kept by an earlier release of this script
+        return res
+    return {"members": res["stages"], "soup_val": res["val_score"], "soup_test": res["test_score"]}
 
 
 def records(cfg: dict[str, Any], out: Path, soups: bool = False) -> list[dict[str, Any]]:

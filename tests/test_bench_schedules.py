@@ -62,4 +62,4 @@ def test_schedules_pair_by_seed_resume_and_soup(xs_base, tmp_path):
     diff = recs["halved"]["val_scores"][-1] - recs["same"]["val_scores"][-1]
     assert len(rows) == 2 and f"{diff:+.3f}" in rows[1] and "soup test" in table.stdout
     soup = json.loads((tmp_path / "runs" / "same" / "seed3" / "soup.json").read_text())
-    assert soup["members"][0] in ("stage-0", "stage-1") and 0 <= soup["soup_test"] <= 1
+    assert soup["stages"][0] in ("stage-0", "stage-1") and 0 <= soup["test_score"] <= 1

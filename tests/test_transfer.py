@@ -213,7 +213,7 @@ def test_the_replays_control_trains_its_stages_with_the_target_defaults_paired_b
 
     from test_search import config
 
-    raw = config(xs_base)
+    raw = config(xs_base, soup=3)  # a source with a final soup: each path ends in the soup of its stages
     raw["task"]["sizes"] = small_sizes.__dict__
     prior = Prior(source="runs/src", task="number_sorting", val_score=0.5, pattern="-", config=raw,
                   moves=(Move({}, steps=3), Move({"entropy_coef": (0.0, 0.05), "learning_rate": (1e-4, 5e-4)}, steps=3)))
@@ -240,6 +240,17 @@ def test_the_replays_control_trains_its_stages_with_the_target_defaults_paired_b
     assert results["replay"]["vs_default"] == pytest.approx(
         results["replay"]["test_score"] / results["default"]["test_score"] - 1)
     assert results["default"]["vs_default"] == 0
+    for part, stages in (("replay", replay), ("default", default)):
+        r, summary = results[part], json.loads((out / part / "summary.json").read_text())
+        best = max(range(2), key=lambda i: (stages[i]["val_score"], -i))
+        assert r["path_test_score"] == summary["test_score"]  # the last stage's; the final model is the soup
+        assert r["soup"]["stages"][0] == f"stage-{best}" and r["test_score"] == r["soup"]["test_score"]
+        assert r["soup"]["val_score"] >= stages[best]["val_score"]  # greedy: never below its first member
+        assert (out / part / "soup").is_dir() == (len(r["soup"]["stages"]) > 1)
+    made = (out / "replay" / "soup.json").stat().st_mtime
+    again = CliRunner().invoke(app, args)  # resumed: nothing trained or souped twice
+    assert again.exit_code == 0 and json.loads(again.output.strip().splitlines()[-1])["results"] == results
+    assert (out / "replay" / "soup.json").stat().st_mtime == made
 
     # a strategy that keeps the starting parameters is its own control: nothing is trained twice
     kept = dataclasses.replace(prior, moves=(Move({}, steps=3), Move({}, steps=3)))
@@ -247,5 +258,5 @@ def test_the_replays_control_trains_its_stages_with_the_target_defaults_paired_b
     res = CliRunner().invoke(app, [*args[:-2], str(tmp_path / "kept"), "--json"])
     assert res.exit_code == 0, res.output[-2000:]
     results = json.loads(res.output.strip().splitlines()[-1])["results"]
-    assert results["default"]["same_as"] == "replay" and results["default"]["test_score"] == results["replay"]["test_score"]
+    assert results["default"]["same_as"] == "replay" and results["default"]["soup"] == results["replay"]["soup"]
     assert not (tmp_path / "kept" / "default").exists()

@@ -465,9 +465,18 @@ def _transfer_path(d: Path, spec: TaskSpec, cfg: Any, strategy: Any, quiet: bool
                               say=lambda msg: progress.update(tid, description=f"{d.name}: {msg}"))
 
 
-def _path_result(s: dict[str, Any], d: Path) -> dict[str, Any]:
-    return {"test_score": s["test_score"], "base_test_score": s["base_test_score"],
-            "val_score": (s["val_scores"] or [None])[-1], "compute": s["generated_tokens"], "run": str(d)}
+def _path_result(s: dict[str, Any], d: Path, spec: TaskSpec, soup: int) -> dict[str, Any]:
+    """A transfer path's result; with ``soup`` > 1 (the source's ``search.soup``) its final model is the
+    greedy soup of its stages, as the search and fixed parts' is (``path_test_score``: its last stage's)."""
+    res = {"test_score": s["test_score"], "base_test_score": s["base_test_score"],
+           "val_score": (s["val_scores"] or [None])[-1], "compute": s["generated_tokens"], "run": str(d)}
+    if soup > 1 and s["test_score"] is not None:
+        from llmzero.training.soup import path_soup
+
+        made = path_soup(spec.build(), d, soup)
+        if made is not None:
+            res.update(path_test_score=s["test_score"], test_score=made["test_score"], soup=made)
+    return res
 
 
 @app.command("transfer")
@@ -512,13 +521,14 @@ def transfer_cmd(
     for part, schedule in (("replay", strategy), ("default", control)):
         if part not in parts:
             continue
+        d = out_dir / part
         if part == "default" and [s.params for s in strategy.stages] == [s.params for s in control.stages]:
             # the replay keeps the target's starting parameters throughout: it is its own control
-            s = _transfer_path(out_dir / "replay", spec, cfg, strategy, json_)
-            results[part] = {**_path_result(s, out_dir / "replay"), "same_as": "replay"}
-            continue
-        s = _transfer_path(out_dir / part, spec, cfg, schedule, json_)
-        results[part] = _path_result(s, out_dir / part)
+            d, schedule = out_dir / "replay", strategy
+        s = _transfer_path(d, spec, cfg, schedule, json_)
+        results[part] = _path_result(s, d, spec, cfg.search.soup)
+        if d.name != part:
+            results[part]["same_as"] = d.name
         if part == "replay":
             results[part]["repairs"] = [r.__dict__ for r in repairs]
     for part in ("search", "fixed"):

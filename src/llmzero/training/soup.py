@@ -107,6 +107,37 @@ class Souper:
         return out
 
 
+PATH_SOUP = "soup.json"
+
+
+def path_soup(task: Task, run_dir: str | Path, top: int) -> dict[str, Any] | None:
+    """The final soup of a schedule trained in ``run_dir`` (``llmzero train``'s layout: ``stages.json`` and
+    ``stage-K``), as a search's final soup: the greedy weight soup of its best stage by validation and up to
+    ``top - 1`` more of its stages, best first, scored once on test; the model in ``run_dir/soup`` when it
+    averages two or more. Built once and kept in ``run_dir/soup.json``; None when ``top`` < 2 or fewer than
+    two stages have a checkpoint and a validation score."""
+    run_dir = Path(run_dir)
+    done = run_dir / PATH_SOUP
+    if done.is_file():
+        return json.loads(done.read_text())
+    stages = json.loads((run_dir / "stages.json").read_text())
+    scored = [(i, st) for i, st in enumerate(stages)
+              if st.get("val_score") is not None and (run_dir / f"stage-{i}").is_dir()]
+    if top < 2 or len(scored) < 2:
+        return None
+    scored.sort(key=lambda x: (-x[1]["val_score"], x[0]))
+    ids = [f"stage-{i}" for i, _ in scored[:top]]
+    length = int(scored[0][1]["stage"]["params"]["max_completion_length"])
+    souper = Souper(task, {i: str(run_dir / i) for i in ids}, length)
+    members, val = souper.greedy(ids)
+    rec = {"candidates": ids, "stages": members, "val_score": val, "test_score": souper.score(members, "test"),
+           "path": str(souper.save(members, run_dir / "soup")) if len(members) > 1 else None}
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    os.replace(tmp, done)
+    return rec
+
+
 def averaged_checkpoint(src: str | Path, weights: Sequence[dict[str, Any]], out: str | Path,
                         coefs: Sequence[float] | None = None) -> Path:
     """A copy of the checkpoint ``src`` (its optimizer, scheduler and trainer state) at ``out`` whose
