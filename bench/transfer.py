@@ -13,8 +13,9 @@ seed and base seed, so the replay and its control (``default``: the replay's sta
 starting parameters, the same stage seeds and data) are paired. ``table`` prints, per source task and
 target, the mean test scores of the base model and of each part, and, paired by source run, the replay
 against its control and against the base model (95% bootstrap interval over the source runs), with how many
-replays kept the target's starting parameters throughout (their own control); ``--json`` writes every
-pair's record and the machine it ran on.
+replays kept the target's starting parameters throughout (their own control); where the sources had a final
+soup, each path's test score is its soup's (``llmzero transfer``'s), and the replay against its control is
+also given for the paths' last stages alone. ``--json`` writes every pair's record and the machine it ran on.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                          "moves": [m["changes"] for m in t["prior"]["moves"]],
                          "base_test_score": any_part["base_test_score"],
                          **{f"{p}_test_score": r["test_score"] for p, r in res.items()},
+                         **{f"{p}_path_test_score": r.get("path_test_score", r["test_score"])
+                            for p, r in res.items() if p in ("replay", "default")},
+                         **{f"{p}_soup": r["soup"]["stages"] for p, r in res.items() if r.get("soup")},
                          **{f"{p}_compute": r["compute"] for p, r in res.items()},
                          "replay_is_default": res.get("default", {}).get("same_as") == "replay"})
     return recs
@@ -120,8 +124,8 @@ def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
 
 def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
     parts = [p for p in PARTS if any(f"{p}_test_score" in r for r in recs)]
-    head = ["source -> target", "runs", "base", *parts, "replay vs default", "replay vs base",
-            "replays that keep the defaults", "replay tokens", "default tokens"]
+    head = ["source -> target", "runs", "base", *parts, "replay vs default", "the same, last stages",
+            "replay vs base", "replays that keep the defaults", "replay tokens", "default tokens"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     m = bench_search._mean
     for key in dict.fromkeys((r["source_task"], r["task"]) for r in recs):
@@ -133,6 +137,8 @@ def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
             xs = [r[f"{p}_test_score"] for r in mine if f"{p}_test_score" in r]
             row.append(f"{m(xs):.3f}" if xs else "-")
         row += [bench_search._mean_ci([r["replay_test_score"] - r["default_test_score"] for r in paired])
+                if paired else "-",
+                bench_search._mean_ci([r["replay_path_test_score"] - r["default_path_test_score"] for r in paired])
                 if paired else "-",
                 bench_search._mean_ci([r["replay_test_score"] - r["base_test_score"] for r in replayed])
                 if replayed else "-",
