@@ -20,13 +20,11 @@ kept if the average's validation score does not drop, as a search's final soup),
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +32,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import search as bench_search  # noqa: E402  (bench/search.py: bootstrap intervals and the machine record)
-
-
-class ProbeError(ValueError):
-    """A config this probe cannot run; one line."""
+import probes  # noqa: E402  (bench/probes.py: the config, the jobs and the command line)
+import search as bench_search  # noqa: E402  (bench/search.py: bootstrap intervals)
+from probes import ProbeError  # noqa: E402
 
 
 def load(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ProbeError(f"{path}: cannot be read as YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ProbeError(f"{path}: expected a mapping with task, seeds and schedules")
+    raw = probes.read_config(path, "task, seeds and schedules")
     for key, kind in (("task", str), ("seeds", list), ("schedules", dict)):
         if not isinstance(raw.get(key), kind):
             raise ProbeError(f"{path}: {key}={raw.get(key)!r} is not allowed: expected a {kind.__name__}")
@@ -82,13 +73,8 @@ def _train(cfg: dict[str, Any], out: Path, name: str, seed: int) -> str:
 
 def run(cfg: dict[str, Any], out: Path, parallel: int) -> int:
     """Train every schedule on every seed; the number of runs that failed."""
-    jobs = [(name, seed) for seed in cfg["seeds"] for name in cfg["schedules"]]
-    failed = 0
-    with ThreadPoolExecutor(parallel) as pool:
-        for line in pool.map(lambda job: _train(cfg, out, *job), jobs):
-            print(line, flush=True)
-            failed += ": FAILED " in line
-    return failed
+    jobs = [(cfg, out, name, seed) for seed in cfg["seeds"] for name in cfg["schedules"]]
+    return probes.run_jobs(_train, jobs, parallel)
 
 
 def soup(cfg: dict[str, Any], d: Path) -> dict[str, Any]:
@@ -149,33 +135,18 @@ def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["run", "table"])
-    ap.add_argument("config", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--parallel", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--soup", action="store_true", help="also each run's greedy soup of its stages (table)")
-    a = ap.parse_args(argv)
-    try:
-        cfg = load(a.config)
-        if a.parallel < 1:
-            raise ProbeError(f"--parallel={a.parallel} is not allowed: expected an integer >= 1")
-    except ProbeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    failed = run(cfg, a.out, a.parallel) if a.command == "run" else 0
-    if a.soup:
+def results(cfg: dict[str, Any], out: Path, args: Any) -> tuple[list[dict[str, Any]], str]:
+    if args.soup:
         from llmzero.runtime import configure_process
 
         configure_process(1)
-    recs = records(cfg, a.out, soups=a.soup)
-    print(table(cfg, recs))
-    if a.json is not None:
-        a.json.write_text(json.dumps({"machine": bench_search.machine(a.json), "config_file": str(a.config),
-                                      "config": cfg, "runs_dir": str(a.out), "records": recs}, indent=1) + "\n")
-    return 1 if failed else 0
+    recs = records(cfg, out, soups=args.soup)
+    return recs, table(cfg, recs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return probes.main(__doc__, argv, load, run, results, lambda ap: ap.add_argument(
+        "--soup", action="store_true", help="also each run's greedy soup of its stages (table)"))
 
 
 if __name__ == "__main__":

@@ -20,35 +20,24 @@ also given for the paths' last stages alone. ``--json`` writes every pair's reco
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parent))
 
-import search as bench_search  # noqa: E402  (bench/search.py: bootstrap intervals and the machine record)
+import probes  # noqa: E402  (bench/probes.py: the config, the jobs and the command line)
+import search as bench_search  # noqa: E402  (bench/search.py: bootstrap intervals)
+from probes import ProbeError  # noqa: E402
 
 PARTS = ("replay", "default", "search", "fixed")
 
 
-class ProbeError(ValueError):
-    """A config this probe cannot run; one line."""
-
-
 def load(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ProbeError(f"{path}: cannot be read as YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ProbeError(f"{path}: expected a mapping with sources and targets")
+    raw = probes.read_config(path, "sources and targets")
     for key in ("sources", "targets"):
         if not isinstance(raw.get(key), list) or not raw[key]:
             raise ProbeError(f"{path}: {key}={raw.get(key)!r} is not allowed: expected a non-empty list")
@@ -90,14 +79,7 @@ def _transfer(cfg: dict[str, Any], out: Path, source: str, target: str) -> str:
 
 def run(cfg: dict[str, Any], out: Path, parallel: int) -> int:
     """Every source run carried to every target; the number of pairs that failed."""
-    jobs = [(s, t) for t in cfg["targets"] for s in cfg["sources"]]
-    failed = 0
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(parallel) as pool:
-        for line in pool.map(lambda job: _transfer(cfg, out, *job), jobs):
-            print(line, flush=True)
-            failed += ": FAILED " in line
-    return failed
+    return probes.run_jobs(_transfer, [(cfg, out, s, t) for t in cfg["targets"] for s in cfg["sources"]], parallel)
 
 
 def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
@@ -149,28 +131,13 @@ def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def results(cfg: dict[str, Any], out: Path, _args: Any) -> tuple[list[dict[str, Any]], str]:
+    recs = records(cfg, out)
+    return recs, table(cfg, recs)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["run", "table"])
-    ap.add_argument("config", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--parallel", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
-    a = ap.parse_args(argv)
-    try:
-        cfg = load(a.config)
-        if a.parallel < 1:
-            raise ProbeError(f"--parallel={a.parallel} is not allowed: expected an integer >= 1")
-    except ProbeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    failed = run(cfg, a.out, a.parallel) if a.command == "run" else 0
-    recs = records(cfg, a.out)
-    print(table(cfg, recs))
-    if a.json is not None:
-        a.json.write_text(json.dumps({"machine": bench_search.machine(a.json), "config_file": str(a.config),
-                                      "config": cfg, "runs_dir": str(a.out), "records": recs}, indent=1) + "\n")
-    return 1 if failed else 0
+    return probes.main(__doc__, argv, load, run, results)
 
 
 if __name__ == "__main__":
