@@ -493,8 +493,9 @@ def transfer_cmd(
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: the source's).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ):
-    """Carry a discovered strategy to another task: replay it, and search with it as the agent's prior;
-    both against the target task's fixed schedule, on the test split."""
+    """Carry a discovered strategy to another task: replay it beside its control (the same stages with the
+    target's starting parameters), and search with it as the agent's prior; all against the target task's
+    fixed schedule, on the test split."""
     from llmzero.search import JOURNAL, SearchRun
     from llmzero.search.loop import task_spec
     from llmzero.transfer import (PARTS, default_strategy, fixed_config, load_prior, map_strategy, relative,
