@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from llmzero.training.soup import WEIGHTS, Souper, average, greedy_soup
+from llmzero.training.soup import WEIGHTS, Souper, average, greedy_soup, path_soup
 
 
 def test_greedy_soup_keeps_each_ingredient_that_does_not_lower_the_score():
@@ -47,3 +47,18 @@ def test_a_saved_soup_is_the_average_and_scores_as_in_memory(xs_base, small_size
     assert torch.allclose(saved[k], w[k] * 0.75)  # (1 + 0.5) / 2 of the first model's matrix
     assert evaluate_checkpoint(task, str(out), "test", 16) == souper.score(["n1", "n2"], "test")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written dir left
+
+
+def test_a_path_soup_needs_two_scored_stages_and_a_top_of_two(tmp_path):
+    import json
+
+    stage = {"stage": {"params": {"max_completion_length": 8}}, "val_score": 0.5}
+    (tmp_path / "stages.json").write_text(json.dumps([stage, {**stage, "val_score": None}]))
+    (tmp_path / "stage-0").mkdir()
+    (tmp_path / "stage-1").mkdir()
+    assert path_soup(None, tmp_path, 5) is None  # one stage has a validation score: nothing to average
+    (tmp_path / "stages.json").write_text(json.dumps([stage, stage]))
+    assert path_soup(None, tmp_path, 1) is None  # a soup of at most one is the stage itself
+    (tmp_path / "stage-1").rmdir()
+    assert path_soup(None, tmp_path, 5) is None  # a stage without its checkpoint cannot be averaged
+    assert not (tmp_path / "soup.json").exists()
