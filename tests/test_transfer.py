@@ -251,6 +251,11 @@ def test_the_replays_control_trains_its_stages_with_the_target_defaults_paired_b
     again = CliRunner().invoke(app, args)  # resumed: nothing trained or souped twice
     assert again.exit_code == 0 and json.loads(again.output.strip().splitlines()[-1])["results"] == results
     assert (out / "replay" / "soup.json").stat().st_mtime == made
+    # --only runs some parts; the report keeps every part done before
+    again = CliRunner().invoke(app, ["transfer", "--from", "runs/src", "--task", "number_sorting", "--only", "replay",
+                                     "--out", str(out), "--json"])
+    assert again.exit_code == 0 and json.loads(again.output.strip().splitlines()[-1])["results"] == results
+    assert json.loads((out / "transfer.json").read_text())["results"] == results
 
     # a strategy that keeps the starting parameters is its own control: nothing is trained twice
     kept = dataclasses.replace(prior, moves=(Move({}, steps=3), Move({}, steps=3)))

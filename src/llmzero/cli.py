@@ -519,13 +519,17 @@ def transfer_cmd(
     start = space.validate(cfg.params)
     strategy, repairs = map_strategy(prior, space, start)
     control = default_strategy(strategy, start)
+
+    def wanted(part: str, d: Path) -> bool:  # --only says what to run; a part done before is reported too
+        return part in parts or (d / "summary.json").is_file()
+
     for part, schedule in (("replay", strategy), ("default", control)):
-        if part not in parts:
-            continue
         d = out_dir / part
         if part == "default" and [s.params for s in strategy.stages] == [s.params for s in control.stages]:
             # the replay keeps the target's starting parameters throughout: it is its own control
             d, schedule = out_dir / "replay", strategy
+        if not wanted(part, d):
+            continue
         s = _transfer_path(d, spec, cfg, schedule, json_)
         results[part] = _path_result(s, d, spec, cfg.search.soup)
         if d.name != part:
@@ -533,9 +537,9 @@ def transfer_cmd(
         if part == "replay":
             results[part]["repairs"] = [r.__dict__ for r in repairs]
     for part in ("search", "fixed"):
-        if part not in parts:
-            continue
         d = out_dir / part
+        if not wanted(part, d):
+            continue
         if (d / "summary.json").is_file():
             s = json.loads((d / "summary.json").read_text())
         else:
@@ -554,7 +558,9 @@ def transfer_cmd(
         r["vs_fixed"] = relative(r["test_score"], fixed)
     report = {"source": str(source), "source_task": prior.task, "task": task, "prior": prior.to_dict(),
               "results": results}
-    (out_dir / "transfer.json").write_text(json.dumps(report, indent=1))
+    tmp = out_dir / "transfer.json.tmp"  # written whole or not at all
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out_dir / "transfer.json")
     if json_:
         print(json.dumps(report))
         return
