@@ -4,18 +4,19 @@
     python bench/transfer.py table CONFIG --out RUNS [--json FILE]
 
 CONFIG names source runs (search run directories; shell-style patterns allowed, relative to the current
-directory) and target tasks, and which parts of ``llmzero transfer`` to run (default ``replay`` and
-``default``; ``search`` and ``fixed`` may be added, with ``budget``). ``run`` calls ``llmzero transfer
---from SRC --task T`` for every pair, each in ``RUNS/<source task>-<method>-<seed dir>-to-<T>``; the command
-resumes what is unfinished and keeps what is done, so a killed probe resumes where it stopped; a pair that
-fails is reported with its error, and ``run`` then ends with exit 1. Every pair trains on the source run's
-seed and base seed, so the replay and its control (``default``: the replay's stages with the target's
-starting parameters, the same stage seeds and data) are paired. ``table`` prints, per source task and
-target, the mean test scores of the base model and of each part, and, paired by source run, the replay
-against its control and against the base model (95% bootstrap interval over the source runs), with how many
-replays kept the target's starting parameters throughout (their own control); where the sources had a final
-soup, each path's test score is its soup's (``llmzero transfer``'s), and the replay against its control is
-also given for the paths' last stages alone. ``--json`` writes every pair's record and the machine it ran on.
+directory) and target tasks, and which parts of ``llmzero transfer`` to run (default ``replay`` and ``default``;
+``search``, ``noprior`` and ``fixed`` may be added, with ``budget``). ``run`` calls ``llmzero transfer --from
+SRC --task T`` for every pair, each in ``RUNS/<source task>-<method>-<seed dir>-to-<T>``; the command resumes
+what is unfinished and keeps what is done, so a killed probe resumes where it stopped; a pair that fails is
+reported with its error, and ``run`` then ends with exit 1. Every pair trains on the source run's seed and base
+seed, so the replay and its control (``default``: the replay's stages with the target's starting parameters, the
+same stage seeds and data) are paired. ``table`` prints, per source task and target, the mean test scores of the
+base model and of each part, and, paired by source run, the replay against its control and against the base
+model, and the search with the prior against the same search without it where both ran (95% bootstrap interval
+over the source runs), with how many replays kept the target's starting parameters throughout (their own
+control); where the sources had a final soup, each path's test score is its soup's (``llmzero transfer``'s), and
+the replay against its control is also given for the paths' last stages alone. ``--json`` writes every pair's
+record and the machine it ran on.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import probes  # noqa: E402  (bench/probes.py: the config, the jobs and the comm
 import search as bench_search  # noqa: E402  (bench/search.py: bootstrap intervals)
 from probes import ProbeError  # noqa: E402
 
-PARTS = ("replay", "default", "search", "fixed")
+from llmzero.transfer import PARTS  # noqa: E402
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -106,7 +107,9 @@ def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
 
 def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
     parts = [p for p in PARTS if any(f"{p}_test_score" in r for r in recs)]
+    searched = "search" in parts and "noprior" in parts
     head = ["source -> target", "runs", "base", *parts, "replay vs default", "the same, last stages",
+            *(["search vs noprior"] if searched else []),
             "replay vs base", "replays that keep the defaults", "replay tokens", "default tokens"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     m = bench_search._mean
@@ -121,8 +124,12 @@ def table(cfg: dict[str, Any], recs: list[dict[str, Any]]) -> str:
         row += [bench_search._mean_ci([r["replay_test_score"] - r["default_test_score"] for r in paired])
                 if paired else "-",
                 bench_search._mean_ci([r["replay_path_test_score"] - r["default_path_test_score"] for r in paired])
-                if paired else "-",
-                bench_search._mean_ci([r["replay_test_score"] - r["base_test_score"] for r in replayed])
+                if paired else "-"]
+        if searched:
+            primed = [r for r in mine if "search_test_score" in r and "noprior_test_score" in r]
+            row.append(bench_search._mean_ci([r["search_test_score"] - r["noprior_test_score"] for r in primed])
+                       if primed else "-")
+        row += [bench_search._mean_ci([r["replay_test_score"] - r["base_test_score"] for r in replayed])
                 if replayed else "-",
                 f"{sum(r['replay_is_default'] for r in paired)} of {len(paired)}",
                 f"{m([r['replay_compute'] for r in replayed]):,.0f}" if replayed else "-",

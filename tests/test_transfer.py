@@ -53,6 +53,18 @@ def test_the_replays_control_keeps_the_target_start_over_the_same_stages():
     assert control.meta["control_of"] == "replay"
 
 
+def test_the_searchs_control_is_the_same_search_without_the_prior():
+    import dataclasses
+
+    from llmzero.transfer import noprior_config
+
+    cfg = target_config(dataclasses.replace(PRIOR, config={"task": {"name": "number_sorting"}, "seed": 3,
+                                                           "budget": {"compute": 5000}}), "countdown")
+    bare = noprior_config(cfg)
+    assert cfg.search.prior == "runs/src" and bare.search.prior is None
+    assert bare.model_copy(update={"search": cfg.search}) == cfg
+
+
 def test_a_chat_source_keeps_chat_prompts_on_a_reasoning_gym_target():
     import dataclasses
 
@@ -187,6 +199,15 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["results"] == results
     assert before == {p: (out / p / "summary.json").stat().st_mtime for p in parts}
+    # the search's control on request: the same search without the prior, the other parts kept
+    res = subprocess.run([*cmd[:-1], "--only", "noprior", "--json"], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    both = json.loads(res.stdout.strip().splitlines()[-1])["results"]
+    assert set(both) == {"replay", "default", "search", "noprior", "fixed"}
+    assert both["search"]["vs_noprior"] == pytest.approx(both["search"]["test_score"] / both["noprior"]["test_score"] - 1)
+    primed, bare = (Journal(out / p / "journal.sqlite").replay().meta["config"] for p in ("search", "noprior"))
+    assert primed["search"].pop("prior") == str(src) and bare["search"].pop("prior") is None
+    assert primed == bare  # all else the same: seed, budget, search
 
 
 @pytest.mark.parametrize("args, words", [

@@ -485,8 +485,9 @@ def transfer_cmd(
     task: Annotated[str, typer.Option(help="The target task (see `llmzero tasks`).")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory (default "
                                                  "runs/transfer-<source>-to-<task>); re-running resumes it.")] = None,
-    only: Annotated[list[str] | None, typer.Option(help="Run only these parts: replay, default, search, "
-                                                   "fixed (repeatable; default all four).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Run only these parts: replay, default, search, noprior, "
+                                                   "fixed (repeatable; default all but noprior, the search "
+                                                   "without the prior).")] = None,
     model: Annotated[str | None, typer.Option(help="Model for the target task (default: the source's).")] = None,
     budget: Annotated[int | None, typer.Option(help="Compute budget of the searches (default: the source's).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the source's).")] = None,
@@ -498,10 +499,10 @@ def transfer_cmd(
     fixed schedule, on the test split."""
     from llmzero.search import JOURNAL, SearchRun
     from llmzero.search.loop import task_spec
-    from llmzero.transfer import (PARTS, default_strategy, fixed_config, load_prior, map_strategy, relative,
-                                  target_config)
+    from llmzero.transfer import (DEFAULT_PARTS, PARTS, default_strategy, fixed_config, load_prior, map_strategy,
+                                  noprior_config, relative, target_config)
 
-    parts = list(dict.fromkeys(only or PARTS))
+    parts = list(dict.fromkeys(only or DEFAULT_PARTS))
     for p in parts:
         if p not in PARTS:
             raise BadInput(f"only={p!r} is not allowed: expected one of {', '.join(PARTS)}")
@@ -536,26 +537,25 @@ def transfer_cmd(
             results[part]["same_as"] = d.name
         if part == "replay":
             results[part]["repairs"] = [r.__dict__ for r in repairs]
-    for part in ("search", "fixed"):
+    for part in ("search", "noprior", "fixed"):
         d = out_dir / part
         if not wanted(part, d):
             continue
         if (d / "summary.json").is_file():
             s = json.loads((d / "summary.json").read_text())
         else:
-            run_cfg = cfg if part == "search" else fixed_config(cfg, prior)
+            run_cfg = (cfg if part == "search" else noprior_config(cfg) if part == "noprior"
+                       else fixed_config(cfg, prior))
             run = SearchRun(None if (d / JOURNAL).is_file() else run_cfg, d, resume=(d / JOURNAL).is_file())
             s = _live_search(run, transient=json_)
             run.close()
         results[part] = {"test_score": s["test_score"], "base_test_score": s["base_test_score"],
                          "val_score": s["best_val"], "compute": s["budget_spent"], "run": str(d),
                          "llm_calls": s.get("llm_calls", 0)}
-    fixed = results.get("fixed", {}).get("test_score")
-    default = results.get("default", {}).get("test_score")
     for r in results.values():
         r["vs_base"] = relative(r["test_score"], r["base_test_score"])
-        r["vs_default"] = relative(r["test_score"], default)
-        r["vs_fixed"] = relative(r["test_score"], fixed)
+        for ref in ("default", "noprior", "fixed"):
+            r[f"vs_{ref}"] = relative(r["test_score"], results.get(ref, {}).get("test_score"))
     report = {"source": str(source), "source_task": prior.task, "task": task, "prior": prior.to_dict(),
               "results": results}
     tmp = out_dir / "transfer.json.tmp"  # written whole or not at all
@@ -565,18 +565,20 @@ def transfer_cmd(
         print(json.dumps(report))
         return
     t = Table(title=f"transfer {prior.task} -> {task} (test split)")
-    for col in ("part", "test", "base", "vs base", "vs default", "vs fixed", "val", "compute (tokens)"):
+    refs = [ref for ref in ("default", "noprior", "fixed") if ref in results]
+    for col in ("part", "test", "base", "vs base", *[f"vs {ref}" for ref in refs], "val", "compute (tokens)"):
         t.add_column(col, justify="right")
     pct = (lambda x: "-" if x is None else f"{100 * x:+.1f}%")
     for part, r in results.items():
         name = f"{part} (= {r['same_as']})" if r.get("same_as") else part
-        t.add_row(name, _fmt(r["test_score"]), _fmt(r["base_test_score"]), pct(r["vs_base"]), pct(r["vs_default"]),
-                  pct(r["vs_fixed"]), _fmt(r["val_score"]), f"{r['compute']:,}")
+        t.add_row(name, _fmt(r["test_score"]), _fmt(r["base_test_score"]), pct(r["vs_base"]),
+                  *[pct(r[f"vs_{ref}"]) for ref in refs], _fmt(r["val_score"]), f"{r['compute']:,}")
     out.print(t)
     out.print(f"replay: the source's moves as ratios from {task}'s defaults; default: the replay's stages with "
               f"{task}'s starting parameters throughout (same steps and seed: its paired control); search: "
-              f"{cfg.search.method} with the strategy and its dynamics as the agent's prior; fixed: {task}'s default "
-              f"schedule under the search's budget. Details: {out_dir}/transfer.json")
+              f"{cfg.search.method} with the strategy and its dynamics as the agent's prior (noprior: the same "
+              f"search without it); fixed: {task}'s default schedule under the search's budget. "
+              f"Details: {out_dir}/transfer.json")
 
 
 @app.command("analyze")

@@ -24,7 +24,8 @@ from llmzero.space import Repair, Space, Value
 from llmzero.strategy import Stage, StageMode, Strategy
 
 
-PARTS = ("replay", "default", "search", "fixed")
+PARTS = ("replay", "default", "search", "noprior", "fixed")
+DEFAULT_PARTS = ("replay", "default", "search", "fixed")  # noprior, the search's control, on request
 
 
 class TransferError(ValueError):
@@ -164,6 +165,16 @@ def target_config(prior: Prior, task: str, overrides: dict[str, Any] | None = No
     if search.get("lineage_start") == "grid":  # lineages that start as grid's runs: the prior's first move
         search["lineage_start"] = "start"      # starts them instead (a grid lineage has no prior to follow)
     return parse_config(apply_overrides(raw, overrides))
+
+
+def noprior_config(cfg: Any):
+    """The search part's control: ``cfg`` (the target's experiment) without the prior, all else the same
+    (seed, budget, lineages), so the search with the prior against it is the prior's own effect, paired."""
+    from llmzero.config import parse_config
+
+    raw = cfg.model_dump(mode="json")
+    raw["search"]["prior"] = None
+    return parse_config(raw)
 
 
 def fixed_config(cfg: Any, prior: Prior):
