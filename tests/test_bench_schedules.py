@@ -1,19 +1,13 @@
 """bench/schedules.py: schedules trained by `llmzero train`, paired by seed, resumed, souped; bad input."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).parent.parent / "bench" / "schedules.py"
+from conftest import assert_bad_config_is_one_line, probe_script
 
-
-def probe(*args, cwd):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
+probe = probe_script("schedules.py")
 
 
 @pytest.mark.parametrize(("config", "words"), [
@@ -23,10 +17,7 @@ def probe(*args, cwd):
     ("[1, 2\n", "cannot be read as YAML"),
 ])
 def test_a_bad_config_is_one_line_and_exit_2(config, words, tmp_path):
-    (tmp_path / "c.yaml").write_text(config)
-    r = probe("table", "c.yaml", "--out", "runs", cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, r.stderr
-    assert r.stderr.strip().count("\n") == 0 and not (tmp_path / "runs").exists()
+    assert_bad_config_is_one_line(probe, "table", config, words, tmp_path)
 
 
 def test_a_run_that_fails_is_reported_and_exit_1(tmp_path):
