@@ -97,3 +97,30 @@ def test_train_a_fixed_schedule_on_a_model_directory(tmp_path, xs_base):
     assert stages[1]["parent"] == stages[0]["checkpoint"]
     assert stages[1]["history"][0]["learning_rate"] == pytest.approx(5e-5)
     assert (tmp_path / "run" / "strategy.yaml").exists()
+    shown = llmzero("show", "run", cwd=tmp_path)  # a trained schedule shows its stages and scores
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert [r[:3] for r in rows] == [["1", "0->3", f"{stages[0]['val_score']:.3f}"],
+                                     ["2", "3->5", f"{stages[1]['val_score']:.3f}"]]
+    assert f"test accuracy {summary['test_score']:.3f}" in shown.stdout
+    for command in ("report", "analyze"):  # which want a search, and say what this is
+        r = llmzero(command, "run", cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "a trained schedule" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", ["show", "report", "analyze"])
+@pytest.mark.parametrize("made, words", [
+    (None, "no such directory"),
+    ({}, "it holds none of them"),
+    ({"stages.json": "[]"}, "it holds none of them"),  # a summary is written last: no summary, no finished run
+])
+def test_a_directory_that_holds_no_run_is_one_line_and_exit_2(tmp_path, command, made, words):
+    if made is not None:
+        (tmp_path / "d").mkdir()
+        for name, text in made.items():
+            (tmp_path / "d" / name).write_text(text)
+    r = llmzero(command, "d", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: run='d' is not allowed: ") and (
+        words in lines[0] or command != "show" and "expected a search run directory" in lines[0]), lines

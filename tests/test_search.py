@@ -172,6 +172,11 @@ def test_resume_after_kill_loses_only_in_flight_stages(xs_base, tmp_path):
     assert all(starts[n] == 2 for n in in_flight)  # in-flight ones were, once
     assert all(len(limits[n]) == 1 for n in in_flight)  # with the token cap they started with
     assert all(c == 1 for n, c in starts.items() if n not in in_flight)
+    shown = subprocess.run([sys.executable, "-m", "llmzero.cli", "show", "run"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)  # the tree, every stage in it, and the best path's end
+    assert shown.returncode == 0, shown.stderr
+    assert all(f" {n.id} [" in shown.stdout for n in resumed.tree.stages())
+    assert f"best {summary['best_node']}: val {summary['best_val']:.3f}" in shown.stdout
 
 
 def test_a_moved_run_resumes_from_another_directory(xs_base, tmp_path):

@@ -208,6 +208,23 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
     primed, bare = (Journal(out / p / "journal.sqlite").replay().meta["config"] for p in ("search", "noprior"))
     assert primed["search"].pop("prior") == str(src) and bare["search"].pop("prior") is None
     assert primed == bare  # all else the same: seed, budget, search
+    # llmzero show prints the table of a transfer directory; report and analyze point at its searches
+    shown = subprocess.run([sys.executable, "-m", "llmzero.cli", "show", str(out)], capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    table = shown.stdout[:shown.stdout.index("compute: generated tokens.")]  # the table, not its caption
+    rows = {cells[0]: cells[1:] for line in table.splitlines() if (cells := line.split())}
+    refs = [ref for ref in ("default", "noprior", "fixed") if ref in both]  # after test and vs base
+    for part in ("replay", "search", "noprior", "fixed"):  # every cell whole in 80 columns (a pipe's width)
+        assert len(rows[part]) == 4 + len(refs), (part, shown.stdout)
+        assert rows[part][0] == f"{both[part]['test_score']:.3f}", (part, shown.stdout)
+        assert rows[part][-1] == f"{both[part]['compute']:,}", (part, shown.stdout)
+    assert rows["search"][2 + refs.index("noprior")] == f"{100 * both['search']['vs_noprior']:+.1f}%"
+    for command in ("report", "analyze"):
+        r = subprocess.run([sys.executable, "-m", "llmzero.cli", command, str(out)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and "it is a transfer directory" in r.stderr, r.stderr
+        assert str(out / "search") in r.stderr and str(out / "noprior") in r.stderr
 
 
 @pytest.mark.parametrize("args, words", [

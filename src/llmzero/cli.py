@@ -403,9 +403,63 @@ def _print_strategy(stages: list[dict[str, Any]]) -> None:
     out.print(t)
 
 
+RUN_KINDS = ("a run directory of llmzero search (journal.sqlite), llmzero train (stages.json and summary.json) "
+             "or llmzero transfer (transfer.json)")
+
+
+def _run_kind(d: Path) -> str | None:
+    """What made the directory ``d``: search, train or transfer; None: none of them (yet)."""
+    from llmzero.search import JOURNAL
+
+    if (d / JOURNAL).is_file():
+        return "search"
+    if (d / "transfer.json").is_file():
+        return "transfer"
+    if (d / "summary.json").is_file() and (d / "stages.json").is_file():
+        return "train"
+    return None
+
+
+def _not_a_run(d: Path, field: str = "run") -> BadInput:
+    """The one-line error for a directory that holds no run of the kind asked."""
+    if not d.is_dir():
+        return BadInput(f"{field}={str(d)!r} is not allowed: no such directory")
+    return BadInput(f"{field}={str(d)!r} is not allowed: expected {RUN_KINDS}, and it holds none of them")
+
+
+def _need_search(d: Path, field: str = "run") -> None:
+    """``d`` must be a search run directory; a transfer's or a trained schedule's gets a pointer."""
+    kind = _run_kind(d)
+    if kind == "search":
+        return
+    if kind == "transfer":
+        parts = [str(d / p) for p in ("search", "noprior", "fixed") if _run_kind(d / p) == "search"]
+        raise BadInput(f"{field}={str(d)!r} is not allowed: it is a transfer directory (llmzero show prints its "
+                       f"table); its searches are {', '.join(parts) if parts else 'not run yet'}")
+    if kind == "train":
+        raise BadInput(f"{field}={str(d)!r} is not allowed: it is a trained schedule (llmzero train; llmzero show "
+                       "prints its stages), not a search run directory")
+    if not d.is_dir():
+        raise _not_a_run(d, field)
+    raise BadInput(f"{field}={str(d)!r} is not allowed: expected a search run directory (made by llmzero "
+                   "search) holding journal.sqlite, and there is none")
+
+
 @app.command("show")
-def show_cmd(run_dir: Annotated[Path, typer.Argument(help="A search run directory.")]):
-    """Print a search's tree, the best path marked with *."""
+def show_cmd(run_dir: Annotated[Path, typer.Argument(
+        metavar="RUN", help="A run directory: a search's (its tree), a trained schedule's (llmzero train: its stages) or a "
+             "transfer's (its table).")]):
+    """Print a run: a search's tree with the best path marked with *, a trained schedule's stages, or a
+    transfer's table."""
+    kind = _run_kind(run_dir)
+    if kind is None:
+        raise _not_a_run(run_dir)
+    if kind == "transfer":
+        _print_transfer(json.loads((run_dir / "transfer.json").read_text()), run_dir)
+        return
+    if kind == "train":
+        _show_trained(run_dir)
+        return
     from rich.markup import escape
     from rich.tree import Tree as RichTree
 
@@ -556,29 +610,53 @@ def transfer_cmd(
         r["vs_base"] = relative(r["test_score"], r["base_test_score"])
         for ref in ("default", "noprior", "fixed"):
             r[f"vs_{ref}"] = relative(r["test_score"], results.get(ref, {}).get("test_score"))
-    report = {"source": str(source), "source_task": prior.task, "task": task, "prior": prior.to_dict(),
-              "results": results}
+    report = {"source": str(source), "source_task": prior.task, "task": task, "method": cfg.search.method,
+              "prior": prior.to_dict(), "results": results}
     tmp = out_dir / "transfer.json.tmp"  # written whole or not at all
     tmp.write_text(json.dumps(report, indent=1))
     tmp.replace(out_dir / "transfer.json")
     if json_:
         print(json.dumps(report))
         return
-    t = Table(title=f"transfer {prior.task} -> {task} (test split)")
+    _print_transfer(report, out_dir)
+
+
+def _print_transfer(report: dict[str, Any], out_dir: Path) -> None:
+    """A transfer's table (its ``transfer.json``): each part's test score against the base and the controls."""
+    results, task = report["results"], report["task"]
+    base = {r["base_test_score"] for r in results.values()}  # one base model: every part scores it alike
+    t = Table(title=f"transfer {report['source_task']} -> {task} (test split; base model "
+                    f"{' / '.join(_fmt(b) for b in sorted(base, key=lambda b: (b is None, b)))})",
+              box=None, pad_edge=False)  # nine columns in 80 characters: no cell is cut short
     refs = [ref for ref in ("default", "noprior", "fixed") if ref in results]
-    for col in ("part", "test", "base", "vs base", *[f"vs {ref}" for ref in refs], "val", "compute (tokens)"):
-        t.add_column(col, justify="right")
+    for col in ("part", "test", "vs\nbase", *[f"vs\n{ref}" for ref in refs], "val", "compute"):
+        t.add_column(col, justify="left" if col == "part" else "right", no_wrap=True)
     pct = (lambda x: "-" if x is None else f"{100 * x:+.1f}%")
     for part, r in results.items():
-        name = f"{part} (= {r['same_as']})" if r.get("same_as") else part
-        t.add_row(name, _fmt(r["test_score"]), _fmt(r["base_test_score"]), pct(r["vs_base"]),
-                  *[pct(r[f"vs_{ref}"]) for ref in refs], _fmt(r["val_score"]), f"{r['compute']:,}")
+        name = f"{part} = {r['same_as']}" if r.get("same_as") else part
+        t.add_row(name, _fmt(r["test_score"]), pct(r["vs_base"]), *[pct(r.get(f"vs_{ref}")) for ref in refs],
+                  _fmt(r["val_score"]), f"{r['compute']:,}")
     out.print(t)
-    out.print(f"replay: the source's moves as ratios from {task}'s defaults; default: the replay's stages with "
+    out.print(f"compute: generated tokens. replay: the source's moves as ratios from {task}'s defaults; default: the replay's stages with "
               f"{task}'s starting parameters throughout (same steps and seed: its paired control); search: "
-              f"{cfg.search.method} with the strategy and its dynamics as the agent's prior (noprior: the same "
-              f"search without it); fixed: {task}'s default schedule under the search's budget. "
+              f"{report.get('method', 'the search')} with the strategy and its dynamics as the agent's prior "
+              f"(noprior: the same search without it); fixed: {task}'s default schedule under the search's budget. "
               f"Details: {out_dir}/transfer.json")
+
+
+def _show_trained(run_dir: Path) -> None:
+    """A trained schedule's stages (``llmzero train``, or a transfer's replay), its summary and path soup."""
+    from llmzero.training._base import StageResult
+    from llmzero.training.soup import PATH_SOUP
+
+    for i, st in enumerate(json.loads((run_dir / "stages.json").read_text())):
+        _print_stage(i, StageResult.from_dict(st), quiet=False)
+    _print_summary(json.loads((run_dir / "summary.json").read_text()))
+    if (run_dir / PATH_SOUP).is_file():
+        soup = json.loads((run_dir / PATH_SOUP).read_text())
+        out.print(f"final model: weight soup of {', '.join(soup['stages'])} (val {_fmt(soup['val_score'])}, "
+                  f"test {_fmt(soup['test_score'])}; built by llmzero transfer from the best of "
+                  f"{', '.join(soup['candidates'])})")
 
 
 @app.command("analyze")
@@ -598,8 +676,7 @@ def analyze_cmd(
     if top_k < 0:
         raise BadInput(f"top-k={top_k} is not allowed: expected an integer >= 0")
     for run in runs:
-        if not (run / JOURNAL).is_file():
-            raise BadInput(f"run={str(run)!r} is not allowed: no {JOURNAL} in that directory")
+        _need_search(run)
     if plot is not None and not plot.parent.is_dir():
         raise BadInput(f"plot={str(plot)!r} is not allowed: the directory {str(plot.parent)!r} "
                        "does not exist")
@@ -655,6 +732,8 @@ def report_cmd(
     """Write a self-contained HTML report and a Markdown summary of one or more search runs."""
     from llmzero.report import write_report
 
+    for run in runs:
+        _need_search(run)
     html_path, md_path = write_report(runs, out_dir)
     print(html_path)
     print(md_path)
