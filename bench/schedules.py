@@ -4,7 +4,8 @@ that does not, at the same compute?
     python bench/schedules.py run CONFIG --out RUNS [--parallel 2]
     python bench/schedules.py table CONFIG --out RUNS [--soup] [--json FILE]
 
-CONFIG names a task, seeds, a model preset and schedules (name -> stages, as ``llmzero train`` reads
+CONFIG names a task, seeds, a model preset, the level of the validation and test problems
+(``difficulty``, 1-3, default 2) and schedules (name -> stages, as ``llmzero train`` reads
 them; every stage of one cost). ``run`` trains each schedule on each seed with ``llmzero train --seed S``
 (the same base model and data order for every schedule of a seed, each stage's draw seeded by its seed and
 position), each in its own directory ``RUNS/NAME/seedS``; a run with a ``summary.json`` is done and kept, an
@@ -44,7 +45,11 @@ def load(path: Path) -> dict[str, Any]:
             raise ProbeError(f"{path}: {key}={raw.get(key)!r} is not allowed: expected a {kind.__name__}")
     if not raw["schedules"]:
         raise ProbeError(f"{path}: schedules is empty: expected at least one (the first is the reference)")
-    return {"model": "s", **raw}
+    level = raw.get("difficulty", 2)
+    if type(level) is not int or not 1 <= level <= 3:
+        raise ProbeError(f"{path}: difficulty={level!r} is not allowed: expected 1, 2 or 3 (the level of the "
+                         "validation and test problems; a stage's own difficulty parameter sets its training level)")
+    return {"model": "s", "difficulty": 2, **raw}
 
 
 def _dir(out: Path, name: str, seed: int) -> Path:
@@ -61,7 +66,8 @@ def _train(cfg: dict[str, Any], out: Path, name: str, seed: int) -> str:
         yaml.safe_dump({"stages": cfg["schedules"][name]}, f)
     try:
         r = subprocess.run([sys.executable, "-m", "llmzero.cli", "train", "--task", cfg["task"], "--schedule", f.name,
-                            "--model", cfg["model"], "--seed", str(seed), "--out", str(d), "--workers", "1",
+                            "--model", cfg["model"], "--seed", str(seed), "--difficulty", str(cfg["difficulty"]),
+                            "--out", str(d), "--workers", "1",
                             "--json"], capture_output=True, text=True)
     finally:
         Path(f.name).unlink()
@@ -83,7 +89,7 @@ def soup(cfg: dict[str, Any], d: Path) -> dict[str, Any]:
     from llmzero.training.soup import path_soup
 
     stages = json.loads((d / "stages.json").read_text())
-    res = path_soup(TaskSpec(cfg["task"]).build(), d, len(stages))
+    res = path_soup(TaskSpec(cfg["task"], cfg["difficulty"]).build(), d, len(stages))
     if res is None:  # a single stage: its own model
         return {"members": ["stage-0"], "soup_val": stages[0]["val_score"],
                 "soup_test": json.loads((d / "summary.json").read_text())["test_score"]}

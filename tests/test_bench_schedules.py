@@ -15,6 +15,7 @@ probe = probe_script("schedules.py")
     ("task: number_sorting\nseeds: 0\nschedules: {a: []}\n", "seeds=0 is not allowed: expected a list"),
     ("task: number_sorting\nseeds: [0]\nschedules: {}\n", "schedules is empty"),
     ("[1, 2\n", "cannot be read as YAML"),
+    ("task: number_sorting\nseeds: [0]\ndifficulty: 4\nschedules: {a: []}\n", "difficulty=4 is not allowed: expected 1, 2 or 3"),
 ])
 def test_a_bad_config_is_one_line_and_exit_2(config, words, tmp_path):
     assert_bad_config_is_one_line(probe, "table", config, words, tmp_path)
