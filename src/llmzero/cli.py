@@ -447,8 +447,8 @@ def _need_search(d: Path, field: str = "run") -> None:
 
 @app.command("show")
 def show_cmd(run_dir: Annotated[Path, typer.Argument(
-        metavar="RUN", help="A run directory: a search's (its tree), a trained schedule's (llmzero train: its stages) or a "
-             "transfer's (its table).")]):
+        metavar="RUN", help="A run directory: a search's (its tree), a trained schedule's (llmzero train: its "
+                            "stages) or a transfer's (its table).")]):
     """Print a run: a search's tree with the best path marked with *, a trained schedule's stages, or a
     transfer's table."""
     kind = _run_kind(run_dir)
@@ -637,8 +637,9 @@ def _print_transfer(report: dict[str, Any], out_dir: Path) -> None:
         t.add_row(name, _fmt(r["test_score"]), pct(r["vs_base"]), *[pct(r.get(f"vs_{ref}")) for ref in refs],
                   _fmt(r["val_score"]), f"{r['compute']:,}")
     out.print(t)
-    out.print(f"compute: generated tokens. replay: the source's moves as ratios from {task}'s defaults; default: the replay's stages with "
-              f"{task}'s starting parameters throughout (same steps and seed: its paired control); search: "
+    out.print(f"compute: generated tokens. replay: the source's moves as ratios from {task}'s defaults; default: "
+              f"the replay's stages with {task}'s starting parameters throughout (same steps and seed: its paired "
+              f"control); search: "
               f"{report.get('method', 'the search')} with the strategy and its dynamics as the agent's prior "
               f"(noprior: the same search without it); fixed: {task}'s default schedule under the search's budget. "
               f"Details: {out_dir}/transfer.json")
