@@ -196,6 +196,14 @@ def test_analyze_command_json_and_plot(tmp_path):
     assert res["summary"] == {"matched": 2, "mismatched": 0, "unchanged": 7, "holds": True}
     assert res["paths"] == 1 and res["plot"] == "out.png"
     assert (tmp_path / "out.png").stat().st_size > 0
+    table = llmzero("analyze", "run", "--top-k", "1", cwd=tmp_path)  # the table, in a pipe's 80 columns
+    assert table.returncode == 0, table.stderr
+    rows = {cells[0]: cells[1:] for line in table.stdout.splitlines() if len(cells := line.split()) == 7}
+    assert rows["max_completion_length"] == ["(C)", "1.00", "0.00", "1/1", "monotone", "yes"], table.stdout
+    assert rows["learning_rate"][0] == "(R)" and rows["learning_rate"][-2:] == ["oscillating", "yes"]
+    assert rows["beta"] == ["(R)", "-", "-", "0/1", "constant", "unchanged"]
+    assert "verdict: the paper's pattern (capacity grows monotonically, regularization oscillates) holds" in \
+        " ".join(table.stdout.split())
 
 
 def test_analyze_without_a_journal_is_one_line_exit_2(tmp_path):
@@ -203,5 +211,5 @@ def test_analyze_without_a_journal_is_one_line_exit_2(tmp_path):
     r = llmzero("analyze", "empty", "--plot", "out.png", cwd=tmp_path)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "no journal.sqlite" in lines[0], r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "holding journal.sqlite" in lines[0], r.stderr
     assert not (tmp_path / "out.png").exists()

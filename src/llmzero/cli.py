@@ -704,14 +704,15 @@ def analyze_cmd(
         return "-" if x != x else f"{x:.2f}"  # nan: no path to measure it on
 
     t = Table(title=f"parameter dynamics over {n_paths} paths (best and top {top_k}) of {len(runs)} run(s)",
-              caption="means over the paths that change the parameter; paths of one stage are not judged")
-    for col in ("parameter", "role", "monotonicity", "oscillation", "paths that changed it", "class",
-                "matches the paper?"):
-        t.add_column(col)
+              caption="(C) capacity, (R) regularization; means over the paths that change the parameter; paths of "
+                      "one stage are not judged", box=None, pad_edge=False)  # 80 characters, no cell cut short
+    for col in ("parameter (role)", "mono-\ntonicity", "oscil-\nlation", "paths\nchanged", "class",
+                "the paper's\npattern?"):
+        t.add_column(col, no_wrap=True)
     for d in dynamics:
         answer = {"match": "[green]yes[/]", "mismatch": "[red]no[/]"}.get(d.verdict, d.verdict)
-        t.add_row(d.name, d.role.value, num(d.monotonicity), num(d.oscillation), f"{d.changed}/{d.paths}",
-                  d.classification, answer)
+        t.add_row(f"{d.name} ({d.role.value[0].upper()})", num(d.monotonicity), num(d.oscillation),
+                  f"{d.changed}/{d.paths}", d.classification, answer)
     out.print(t)
     counts = (f"{summary.matched} parameter(s) match, {summary.mismatched} do not, "
               f"{summary.unchanged} unchanged or too short to judge")
