@@ -624,9 +624,9 @@ def transfer_cmd(
 def _print_transfer(report: dict[str, Any], out_dir: Path) -> None:
     """A transfer's table (its ``transfer.json``): each part's test score against the base and the controls."""
     results, task = report["results"], report["task"]
-    base = {r["base_test_score"] for r in results.values()}  # one base model: every part scores it alike
+    base = dict.fromkeys(r["base_test_score"] for r in results.values())  # one base model: all parts alike
     t = Table(title=f"transfer {report['source_task']} -> {task} (test split; base model "
-                    f"{' / '.join(_fmt(b) for b in sorted(base, key=lambda b: (b is None, b)))})",
+                    f"{' / '.join(_fmt(b) for b in base)})",
               box=None, pad_edge=False)  # nine columns in 80 characters: no cell is cut short
     refs = [ref for ref in ("default", "noprior", "fixed") if ref in results]
     for col in ("part", "test", "vs\nbase", *[f"vs\n{ref}" for ref in refs], "val", "compute"):
