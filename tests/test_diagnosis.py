@@ -77,6 +77,14 @@ def test_detector_fires_on_its_signature(changes, expected):
     assert f.message.startswith(expected) and any(c.isdigit() for c in f.message)
 
 
+@pytest.mark.parametrize("clipped, found", [
+    (0.047, False),  # the most any healthy stage of the EPYC benchmark runs clipped (a word_sorting probe)
+    (0.19, True), (0.21, True),  # word_sorting at difficulty 3 under difficulty 2's cap: the first stages
+])
+def test_truncation_fires_at_a_fifth_clipped_not_at_a_twentieth(clipped, found):
+    assert ("truncation" in names(path_with(noise=0.0, **{"completions/clipped_ratio": clipped}))) is found
+
+
 def test_grad_norm_spike():
     hist = list(curve(**HEALTHY))
     hist[30] = {**hist[30], "grad_norm": 40.0}
