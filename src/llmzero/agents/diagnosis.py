@@ -56,7 +56,7 @@ LENGTH_COLLAPSE_RATIO = 0.5  # mean length below half the path's start (with no 
 LENGTH_EXPLOSION_RATIO = 1.5  # mean length above 1.5x the path's start ...
 LENGTH_STAGE_GROWTH = 1.2  # ... and still climbing within the stage (a raised cap is a step, not a climb)
 TRUNCATION_HIGH = 0.10  # completions/clipped_ratio; near 1 means no gradient at all (cap 6 on number_sorting).
-# Healthy stages of the four tasks at their level clip at most .05 (tail; 780 stages of the EPYC runs),
+# Healthy stages of the four tasks at their level clip at most .05 (tail; 791 stages of the EPYC runs),
 # word_sorting at difficulty 3 under difficulty 2's cap .19-.26 a stage: at .25 the finding waited for a stage
 # that crossed it, two or three stages after the clipping first showed
 
