@@ -58,7 +58,7 @@ LENGTH_STAGE_GROWTH = 1.2  # ... and still climbing within the stage (a raised c
 TRUNCATION_HIGH = 0.10  # completions/clipped_ratio; near 1 means no gradient at all (cap 6 on number_sorting).
 # Healthy stages of the four tasks at their level clip at most .05 (tail; 791 stages of the EPYC runs),
 # word_sorting at difficulty 3 under difficulty 2's cap .11-.32 in a search's first stages: at .25 the finding
-# waited for a stage that crossed it, one to three stages after the clipping first showed
+# waited for a stage that crossed it, and the cap rose up to two stages later than the first clipping allowed
 
 # --- groups, clipping, gradients ---
 ZERO_STD_HIGH = 0.6  # frac_reward_zero_std; healthy .35-.45, temperature .5 gave .56-.70, lr 3e-4 .70-.82
