@@ -127,6 +127,19 @@ def test_zero_std_groups_at_a_low_reward_wait_while_val_still_rises():
     assert "zero_std_groups" in names(path_with(val=0.9, frac_reward_zero_std=0.9, reward=(0.85, 0.95)))
 
 
+@pytest.mark.parametrize("temperature, found", [(0.5, True), (0.7, True), (0.8, False), (1.0, False), (1.2, False)])
+def test_zero_std_groups_of_cold_rollouts_do_not_wait_for_val(temperature, found):
+    # word_sorting started at temperature .5: 62-78% of groups all-same at a reward of .25-.37 while val rose
+    # from the base model's; warming the rollouts was worth +.043 on test, so the finding must not wait there
+    history = curve(noise=0.05, **{**HEALTHY, "frac_reward_zero_std": (0.64, 0.74), "reward": (0.24, 0.3),
+                                   "entropy": (0.09, 0.08)})
+    path = (ROOT, node(history, val=0.40, temperature=temperature))  # +0.04 on the parent: val still rises
+    f = next((f for f in diagnose(path) if f.name == "zero_std_groups"), None)
+    assert (f is not None) is found
+    if found:
+        assert f.evidence["temperature"] == temperature and "cold temperature" in f.message
+
+
 def test_reward_hacking_needs_rising_reward_and_falling_val():
     f = diagnose(path_with(reward=(0.3, 0.6), val=0.25))
     assert [x.name for x in f] == ["reward_hacking"]

@@ -62,6 +62,10 @@ TRUNCATION_HIGH = 0.10  # completions/clipped_ratio; near 1 means no gradient at
 
 # --- groups, clipping, gradients ---
 ZERO_STD_HIGH = 0.6  # frac_reward_zero_std; healthy .35-.45, temperature .5 gave .56-.70, lr 3e-4 .70-.82
+COLD_TEMPERATURE = 0.8  # rollouts sampled below this are cold: their all-same groups are the sampler's doing, so
+# they are a finding even while val rises. word_sorting started at temperature .5 ended its stages with .62-.78 of
+# its groups all-same, and three stages warmed .5 -> .7 -> .9 scored +.043 on test over three at .5 (seeds 0-2;
+# bench/configs/cold-sched-ws-epyc512.yaml), while the entropy bonus at .5 scored -.009
 HIGH_REWARD = 0.7  # a plateau or all-same-reward groups at a reward this high: the problems are too easy
 CLIP_REGION_HIGH = 0.1  # clip_ratio/region_mean; mu=2 gave .001-.03 and it is exactly 0 when on-policy
 GRAD_SPIKE_RATIO = 10.0  # max grad_norm over the median of the positive ones
@@ -297,14 +301,19 @@ def zero_std_groups(v: _View) -> Finding | None:
     if end < ZERO_STD_HIGH:
         return None
     reward = v.tail("reward")
-    if (reward is None or reward <= HIGH_REWARD) and v.risen_from() is not None:
+    temperature = _finite(v.node.params.get("temperature"))
+    cold = temperature is not None and temperature < COLD_TEMPERATURE
+    if (reward is None or reward <= HIGH_REWARD) and not cold and v.risen_from() is not None:
         return None  # groups all wrong at a low reward while val still rises: a hard task being learnt
     ev = {"frac_reward_zero_std": end}
     if reward is not None:
         ev["reward"] = reward
+    if cold:
+        ev["temperature"] = temperature
     return Finding("zero_std_groups", _sev(end, ZERO_STD_HIGH, 1.0), ev,
                    f"zero_std_groups: {end:.0%} of groups have zero reward variance"
-                   + (f" (reward {_g(reward)})" if reward is not None else ""))
+                   + (f" (reward {_g(reward)})" if reward is not None else "")
+                   + (f" at a cold temperature of {_g(temperature)}" if cold else ""))
 
 
 def clip_saturation(v: _View) -> Finding | None:
