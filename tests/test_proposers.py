@@ -189,6 +189,9 @@ def test_zero_std_groups_get_the_equal_cost_move_before_larger_groups():
     high = skill(ctx_for(curve(**{**HEALTHY, "frac_reward_zero_std": 0.9, "reward": (0.85, 0.95)}), val=0.9))
     assert high[0].params["difficulty"] == 3
     assert skill(ctx_for(groups))[0].reason.startswith("fallback: keep going")  # val still rises (0.36 -> 0.45)
+    # ... unless the rollouts are cold: then the sampler empties the groups, and the first child warms them
+    cold = skill(ctx_for(groups, temperature=0.5))
+    assert cold[0].findings == ("zero_std_groups",) and cold[0].params["temperature"] == pytest.approx(0.7)
 
 
 def test_plateau_moves_learning_rate_both_ways_or_raises_difficulty():
