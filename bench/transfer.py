@@ -5,7 +5,8 @@
 
 CONFIG names source runs (search run directories; shell-style patterns allowed, relative to the current
 directory) and target tasks, and which parts of ``llmzero transfer`` to run (default ``replay`` and ``default``;
-``search``, ``noprior`` and ``fixed`` may be added, with ``budget``). ``run`` calls ``llmzero transfer --from
+``search``, ``noprior`` and ``fixed`` may be added, with ``budget``); ``params`` (a mapping, default none) sets
+the targets' starting parameters (``--param``), e.g. ``{temperature: 0.5}`` for targets started cold. ``run`` calls ``llmzero transfer --from
 SRC --task T`` for every pair, each in ``RUNS/<source task>-<method>-<seed dir>-to-<T>``; the command resumes
 what is unfinished and keeps what is done, so a killed probe resumes where it stopped; a pair that fails is
 reported with its error, and ``run`` then ends with exit 1. Every pair trains on the source run's seed and base
@@ -42,7 +43,10 @@ def load(path: Path) -> dict[str, Any]:
     for key in ("sources", "targets"):
         if not isinstance(raw.get(key), list) or not raw[key]:
             raise ProbeError(f"{path}: {key}={raw.get(key)!r} is not allowed: expected a non-empty list")
-    cfg = {"parts": ["replay", "default"], "budget": None, **raw}
+    cfg = {"parts": ["replay", "default"], "budget": None, "params": {}, **raw}
+    if not isinstance(cfg["params"], dict):
+        raise ProbeError(f"{path}: params={cfg['params']!r} is not allowed: expected a mapping of parameter names "
+                         "to the targets' starting values")
     for p in cfg["parts"]:
         if p not in PARTS:
             raise ProbeError(f"{path}: parts has {p!r}, which is not allowed: expected some of {', '.join(PARTS)}")
@@ -71,6 +75,7 @@ def _transfer(cfg: dict[str, Any], out: Path, source: str, target: str) -> str:
            "--workers", "1", "--json", *[a for p in cfg["parts"] for a in ("--only", p)]]
     if cfg["budget"] is not None:
         cmd += ["--budget", str(cfg["budget"])]
+    cmd += [a for k, v in cfg["params"].items() for a in ("--param", f"{k}={v}")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return f"{_label(source)} -> {target}: FAILED (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}"
@@ -94,6 +99,7 @@ def records(cfg: dict[str, Any], out: Path) -> list[dict[str, Any]]:
             res = t["results"]
             any_part = next(iter(res.values()))
             recs.append({"source": source, "source_task": t["source_task"], "task": target,
+                         "target_params": cfg["params"],
                          "moves": [m["changes"] for m in t["prior"]["moves"]],
                          "base_test_score": any_part["base_test_score"],
                          **{f"{p}_test_score": r["test_score"] for p, r in res.items()},

@@ -15,6 +15,7 @@ probe = probe_script("transfer.py")
     ("sources: [src]\ntargets: []\n", "targets=[] is not allowed"),
     ("sources: [nowhere/*]\ntargets: [countdown]\n", "'nowhere/*', which matches no directory"),
     ("sources: [.]\ntargets: [countdown]\nparts: [replay, all]\n", "parts has 'all', which is not allowed"),
+    ("sources: [.]\ntargets: [countdown]\nparams: [0.5]\n", "params=[0.5] is not allowed: expected a mapping"),
     ("[1, 2\n", "cannot be read as YAML"),
 ])
 def test_a_bad_config_is_one_line_and_exit_2(config, words, tmp_path):
@@ -34,6 +35,7 @@ def test_a_pair_that_fails_is_reported_and_exit_1(tmp_path):
 def test_transfers_pair_the_replay_with_its_control_and_resume(xs_base, small_sizes, tmp_path):
     from llmzero.config import parse_config
     from llmzero.search import SearchRun
+    from llmzero.strategy import Strategy
 
     from test_search import BUDGET, config
 
@@ -44,7 +46,7 @@ def test_transfers_pair_the_replay_with_its_control_and_resume(xs_base, small_si
     r.run()
     r.close()
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"sources": ["runs/*/llmzero/seed1"],
-                                                     "targets": ["number_sorting"]}))
+                                                     "targets": ["number_sorting"], "params": {"temperature": 0.9}}))
     res = probe("run", "c.yaml", "--out", "tr", "--json", "res.json", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     [rec] = json.loads((tmp_path / "res.json").read_text())["records"]
@@ -54,6 +56,9 @@ def test_transfers_pair_the_replay_with_its_control_and_resume(xs_base, small_si
     d = tmp_path / "tr" / "number_sorting-llmzero-seed1-to-number_sorting"
     report = json.loads((d / "transfer.json").read_text())["results"]
     assert rec["replay_is_default"] == (report["default"].get("same_as") == "replay")
+    control = Strategy.load(d / ("replay" if rec["replay_is_default"] else "default") / "strategy.yaml")
+    assert {s.params["temperature"] for s in control.stages} == {0.9}  # the targets' start (params)
+    assert rec["target_params"] == {"temperature": 0.9}
     if rec["replay_is_default"]:
         assert rec["default_test_score"] == rec["replay_test_score"]
     row = next(line for line in res.stdout.splitlines() if line.startswith("| number_sorting -> number_sorting"))

@@ -34,6 +34,31 @@ def test_moves_transfer_as_ratios_or_values_and_are_made_legal():
     assert p == SPACE.defaults()  # a parameter the target does not have is dropped
 
 
+@pytest.mark.parametrize("start, replayed", [
+    (1.0, [1.0, 1.0]),  # at the default there is nothing to warm: not 1.4, then 1.8
+    (0.5, [0.7, 0.9]),  # the same cold start: the same warming
+    (0.6, [0.84, 1.0]),  # 0.84 x 9/7 would pass the default: it stops there
+    (1.2, [1.2, 1.2]),  # a departure on the other side is not this move's to undo
+])
+def test_a_move_back_toward_the_default_undoes_only_the_targets_own_departure(start, replayed):
+    # a search started cold (temperature 0.5) warmed its rollouts: moves back toward the default of 1.0
+    cold = Prior(source="runs/cold", task="word_sorting", val_score=0.4, pattern="monotone: temperature",
+                 moves=(Move({"temperature": (0.5, 0.7)}, steps=40), Move({"temperature": (0.7, 0.9)}, steps=40)))
+    strategy, _ = map_strategy(cold, SPACE, {**SPACE.defaults(), "temperature": start})
+    assert [s.params["temperature"] for s in strategy.stages] == pytest.approx(replayed)
+
+
+def test_which_moves_go_back_toward_the_default():
+    from llmzero.transfer import returns
+
+    assert returns("learning_rate", 5e-5, 1e-4, 1e-4) and returns("entropy_coef", 0.02, 0.01, 0.0)
+    assert not returns("learning_rate", 1e-4, 5e-5, 1e-4)  # away from it
+    assert not returns("temperature", 0.5, 1.5, 1.0)  # past it: a move of its own
+    assert not returns("max_completion_length", 40, 27, 18)  # each task sets its own length: no shared default
+    p, _ = apply_move(SPACE, SPACE.defaults(), Move({"learning_rate": (5e-5, 1e-4)}, steps=5))
+    assert p == SPACE.defaults()  # a lone return to the default learning rate does not double the target's
+
+
 def test_map_strategy_chains_the_moves_from_the_target_defaults():
     strategy, repairs = map_strategy(PRIOR, SPACE)
     assert [s.steps for s in strategy.stages] == [30, 20, 10]
@@ -199,6 +224,10 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["results"] == results
     assert before == {p: (out / p / "summary.json").stat().st_mtime for p in parts}
+    # another start for the target (--param) is another transfer: this one's paths are not reused for it
+    other = subprocess.run([*cmd[:-1], "--param", "temperature=0.5", "--only", "replay"], capture_output=True,
+                           text=True, timeout=300)
+    assert other.returncode == 2 and "trained other stages" in other.stderr, other.stderr
     # the search's control on request: the same search without the prior, the other parts kept
     res = subprocess.run([*cmd[:-1], "--only", "noprior", "--json"], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -230,6 +259,7 @@ def test_transfer_cli_replays_searches_and_compares_with_fixed(xs_base, small_si
 @pytest.mark.parametrize("args, words", [
     (["--from", "/nonexistent/run", "--task", "countdown"], ["from=", "journal.sqlite"]),
     (["--from", ".", "--task", "countdown", "--only", "everything"], ["only='everything'", "replay"]),
+    (["--from", ".", "--task", "countdown", "--param", "temperature"], ["param='temperature'", "NAME=VALUE"]),
 ])
 def test_transfer_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
     res = subprocess.run([sys.executable, "-m", "llmzero.cli", "transfer", *args], capture_output=True, text=True,

@@ -502,8 +502,15 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(
 
 
 def _transfer_path(d: Path, spec: TaskSpec, cfg: Any, strategy: Any, quiet: bool) -> dict[str, Any]:
-    """One path of a transfer (the replay or its control) trained in ``d``, or its summary if done."""
+    """One path of a transfer (the replay or its control) trained in ``d``, or its summary if done (the same
+    stages only: a path trained from other parameters is not reused)."""
     if (d / "summary.json").is_file():
+        from llmzero.strategy import Strategy
+
+        done = Strategy.load(d / "strategy.yaml") if (d / "strategy.yaml").is_file() else None
+        if done is not None and [x.to_dict() for x in done.stages] != [x.to_dict() for x in strategy.stages]:
+            raise BadInput(f"out={str(d.parent)!r} is not allowed: its {d.name} trained other stages than this "
+                           "transfer's (another source, target or --param): give another --out")
         return json.loads((d / "summary.json").read_text())
     import shutil
 
@@ -533,6 +540,22 @@ def _path_result(s: dict[str, Any], d: Path, spec: TaskSpec, soup: int) -> dict[
     return res
 
 
+def _param_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--param NAME=VALUE`` options as dotted overrides (``params.NAME``), each value read as YAML."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise BadInput(f"param={pair!r} is not allowed: expected NAME=VALUE, e.g. temperature=0.5")
+        try:
+            out[f"params.{name.strip()}"] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise BadInput(f"param={pair!r} is not allowed: {value!r} is not a value") from None
+    return out
+
+
 @app.command("transfer")
 def transfer_cmd(
     source: Annotated[Path, typer.Option("--from", help="A finished search run directory (the source).")],
@@ -546,6 +569,8 @@ def transfer_cmd(
     budget: Annotated[int | None, typer.Option(help="Compute budget of the searches (default: the source's).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the source's).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: the source's).")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="A starting parameter of the target, NAME=VALUE "
+                                                    "(repeatable; default: the target task's own).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ):
     """Carry a discovered strategy to another task: replay it beside its control (the same stages with the
@@ -560,9 +585,10 @@ def transfer_cmd(
     for p in parts:
         if p not in PARTS:
             raise BadInput(f"only={p!r} is not allowed: expected one of {', '.join(PARTS)}")
+    params = _param_overrides(param or [])
     prior = load_prior(source)
     cfg = target_config(prior, task, {"model": model, "budget.compute": budget, "seed": seed,
-                                      "executor.workers": workers})
+                                      "executor.workers": workers, **params})
     spec = task_spec(cfg)
     space = task_space(spec.build())
     out_dir = out_dir or Path("runs") / f"transfer-{source.name}-to-{task.replace(':', '_')}"

@@ -225,6 +225,10 @@ DEFAULT_SPACE = Space((
           help="Sampling temperature of rollouts (also scales the training logits, as in TRL)."),
 ))
 
+# The parameters whose defaults each task sets (``llmzero.tasks.task_space``): the others share one default on
+# every task, so a value's distance from it means the same on any task.
+TASK_DEFAULTS = ("max_completion_length", "difficulty")
+
 
 # Where searches *sample* (random search, PBT's resampling): the neighbourhood that works, narrower
 # than the legal bounds. From the tiny-task measurements (lr >= 3e-4 hurts and 1e-3 destroys a tiny

@@ -5,7 +5,10 @@ against the source task's starting parameters). A move transfers relatively wher
 parameter that went from 64 to 96 tokens goes from the target's own starting value up by x1.5, and
 one that went from 0 to 0.01 (no ratio exists) takes the value itself. Unchanged parameters keep the
 target task's values, so a strategy never imports a length or a difficulty that only suited the
-source task. Every result is made legal in the target's space, with the repairs recorded.
+source task. A move back toward a parameter's default (a temperature warmed from a cold 0.5 to 0.7,
+toward 1.0) undoes a departure from it, so it transfers only where the target has the same departure,
+and not past the default: a target already at 1.0 keeps 1.0 rather than being heated to 1.4. Every
+result is made legal in the target's space, with the repairs recorded.
 
 The same moves, with the source run's dynamics summary (which parameters grew monotonically and
 which oscillated), form the :class:`Prior` a search on the target task starts from: the agent sees
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmzero.space import Repair, Space, Value
+from llmzero.space import TASK_DEFAULTS, Repair, Space, Value
 from llmzero.strategy import Stage, StageMode, Strategy
 
 
@@ -76,19 +79,42 @@ def _g(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _side(value: Any, default: Any) -> int:
+    """-1, 0 or 1: where ``value`` lies from ``default`` (0 for a value that is not a number)."""
+    if not isinstance(value, (int, float)) or not isinstance(default, (int, float)):
+        return 0
+    return (value > default) - (value < default)
+
+
+def returns(name: str, before: Value, after: Value, default: Value) -> bool:
+    """Whether a move of ``name`` from ``before`` to ``after`` goes back toward its ``default``, not past
+    it: it undoes a departure (a parameter whose default each task sets has no shared default to go back to)."""
+    side = _side(before, default)
+    return name not in TASK_DEFAULTS and side != 0 and _side(after, default) in (0, side) and \
+        abs(after - default) < abs(before - default)
+
+
 def apply_move(space: Space, params: dict[str, Value], move: Move) -> tuple[dict[str, Value], list[Repair]]:
     """``params`` changed as ``move`` changed its stage: by the same ratio where the value before was
-    positive, to the same value otherwise; then made legal in ``space``."""
+    positive, to the same value otherwise; then made legal in ``space``. A move back toward the default
+    (:func:`returns`) applies only where ``params`` departs from it on the same side, and stops at it."""
     changes: dict[str, Value] = {}
     for name, (before, after) in move.changes.items():
         if name not in space.names:
             continue  # a parameter the target task does not have
-        cur = params.get(name, space[name].default)
+        default = space[name].default
+        cur = params.get(name, default)
+        back = returns(name, before, after, default)
+        if back and _side(cur, default) != _side(before, default):
+            continue  # the target has no such departure to undo
         if isinstance(before, (int, float)) and before > 0 and isinstance(cur, (int, float)) and cur > 0:
             value = cur * (after / before)
-            changes[name] = int(round(value)) if space[name].type is int else value
+            value = int(round(value)) if space[name].type is int else value
         else:
-            changes[name] = after
+            value = after
+        if back and _side(value, default) not in (0, _side(before, default)):
+            value = default  # back to the default, not past it
+        changes[name] = value
     legal, repairs = space.repair(changes, reason_prefix="transfer: ")
     return {**params, **legal}, repairs
 
