@@ -59,6 +59,7 @@ def test_transfers_pair_the_replay_with_its_control_and_resume(xs_base, small_si
     control = Strategy.load(d / ("replay" if rec["replay_is_default"] else "default") / "strategy.yaml")
     assert {s.params["temperature"] for s in control.stages} == {0.9}  # the targets' start (params)
     assert rec["target_params"] == {"temperature": 0.9}
+    assert json.loads((d / "transfer.json").read_text())["params"] == {"temperature": 0.9}
     if rec["replay_is_default"]:
         assert rec["default_test_score"] == rec["replay_test_score"]
     row = next(line for line in res.stdout.splitlines() if line.startswith("| number_sorting -> number_sorting"))

@@ -637,6 +637,7 @@ def transfer_cmd(
         for ref in ("default", "noprior", "fixed"):
             r[f"vs_{ref}"] = relative(r["test_score"], results.get(ref, {}).get("test_score"))
     report = {"source": str(source), "source_task": prior.task, "task": task, "method": cfg.search.method,
+              "params": {k.split(".", 1)[1]: v for k, v in params.items()},  # --param: the target's start
               "prior": prior.to_dict(), "results": results}
     tmp = out_dir / "transfer.json.tmp"  # written whole or not at all
     tmp.write_text(json.dumps(report, indent=1))
@@ -663,7 +664,9 @@ def _print_transfer(report: dict[str, Any], out_dir: Path) -> None:
         t.add_row(name, _fmt(r["test_score"]), pct(r["vs_base"]), *[pct(r.get(f"vs_{ref}")) for ref in refs],
                   _fmt(r["val_score"]), f"{r['compute']:,}")
     out.print(t)
-    out.print(f"compute: generated tokens. replay: the source's moves as ratios from {task}'s defaults; default: "
+    start = "".join(f", {k}={v}" for k, v in report.get("params", {}).items())
+    out.print(f"compute: generated tokens. replay: the source's moves as ratios (a move back toward a default "
+              f"only where {task} departs from it) from {task}'s defaults{start}; default: "
               f"the replay's stages with {task}'s starting parameters throughout (same steps and seed: its paired "
               f"control); search: "
               f"{report.get('method', 'the search')} with the strategy and its dynamics as the agent's prior "
