@@ -6,8 +6,8 @@
 CONFIG names source runs (search run directories; shell-style patterns allowed, relative to the current
 directory) and target tasks, and which parts of ``llmzero transfer`` to run (default ``replay`` and ``default``;
 ``search``, ``noprior`` and ``fixed`` may be added, with ``budget``); ``params`` (a mapping, default none) sets
-the targets' starting parameters (``--param``), e.g. ``{temperature: 0.5}`` for targets started cold. ``run`` calls ``llmzero transfer --from
-SRC --task T`` for every pair, each in ``RUNS/<source task>-<method>-<seed dir>-to-<T>``; the command resumes
+the targets' starting parameters (``--param``), e.g. ``{temperature: 0.5}`` for targets started cold. ``run``
+calls ``llmzero transfer --from SRC --task T`` for every pair, each in ``RUNS/<source task>-<method>-<seed dir>-to-<T>``; the command resumes
 what is unfinished and keeps what is done, so a killed probe resumes where it stopped; a pair that fails is
 reported with its error, and ``run`` then ends with exit 1. Every pair trains on the source run's seed and base
 seed, so the replay and its control (``default``: the replay's stages with the target's starting parameters, the
