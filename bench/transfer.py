@@ -4,20 +4,20 @@
     python bench/transfer.py table CONFIG --out RUNS [--json FILE]
 
 CONFIG names source runs (search run directories; shell-style patterns allowed, relative to the current
-directory) and target tasks, and which parts of ``llmzero transfer`` to run (default ``replay`` and ``default``;
-``search``, ``noprior`` and ``fixed`` may be added, with ``budget``); ``params`` (a mapping, default none) sets
-the targets' starting parameters (``--param``), e.g. ``{temperature: 0.5}`` for targets started cold. ``run``
-calls ``llmzero transfer --from SRC --task T`` for every pair, each in ``RUNS/<source task>-<method>-<seed dir>-to-<T>``; the command resumes
-what is unfinished and keeps what is done, so a killed probe resumes where it stopped; a pair that fails is
-reported with its error, and ``run`` then ends with exit 1. Every pair trains on the source run's seed and base
-seed, so the replay and its control (``default``: the replay's stages with the target's starting parameters, the
-same stage seeds and data) are paired. ``table`` prints, per source task and target, the mean test scores of the
-base model and of each part, and, paired by source run, the replay against its control and against the base
-model, and the search with the prior against the same search without it where both ran (95% bootstrap interval
-over the source runs), with how many replays kept the target's starting parameters throughout (their own
-control); where the sources had a final soup, each path's test score is its soup's (``llmzero transfer``'s), and
-the replay against its control is also given for the paths' last stages alone. ``--json`` writes every pair's
-record and the machine it ran on.
+directory) and target tasks, and which parts of ``llmzero transfer`` to run (default ``replay`` and
+``default``; ``search``, ``noprior`` and ``fixed`` may be added, with ``budget``); ``params`` (a mapping,
+default none) sets the targets' starting parameters (``--param``), e.g. ``{temperature: 0.5}`` for targets
+started cold. ``run`` calls ``llmzero transfer --from SRC --task T`` for every pair, each in ``RUNS/<source
+task>-<method>-<seed dir>-to-<T>``; the command resumes what is unfinished and keeps what is done, so a killed
+probe resumes where it stopped; a pair that fails is reported with its error, and ``run`` then ends with exit
+1. Every pair trains on the source run's seed and base seed, so the replay and its control (``default``: the
+replay's stages with the target's starting parameters, the same stage seeds and data) are paired. ``table``
+prints, per source task and target, the mean test scores of the base model and of each part, and, paired by
+source run, the replay against its control and against the base model, and the search with the prior against
+the same search without it where both ran (95% bootstrap interval over the source runs), with how many replays
+kept the target's starting parameters throughout (their own control); where the sources had a final soup, each
+path's test score is its soup's (``llmzero transfer``'s), and the replay against its control is also given for
+the paths' last stages alone. ``--json`` writes every pair's record and the machine it ran on.
 """
 
 from __future__ import annotations
