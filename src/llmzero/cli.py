@@ -541,7 +541,7 @@ def _path_result(s: dict[str, Any], d: Path, spec: TaskSpec, soup: int) -> dict[
 
 
 def _param_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``--param NAME=VALUE`` options as dotted overrides (``params.NAME``), each value read as YAML."""
+    """``--param NAME=VALUE`` options as the target's starting parameters, each value read as YAML."""
     import yaml
 
     out: dict[str, Any] = {}
@@ -550,7 +550,7 @@ def _param_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not name.strip():
             raise BadInput(f"param={pair!r} is not allowed: expected NAME=VALUE, e.g. temperature=0.5")
         try:
-            out[f"params.{name.strip()}"] = yaml.safe_load(value)
+            out[name.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise BadInput(f"param={pair!r} is not allowed: {value!r} is not a value") from None
     return out
@@ -588,7 +588,8 @@ def transfer_cmd(
     params = _param_overrides(param or [])
     prior = load_prior(source)
     cfg = target_config(prior, task, {"model": model, "budget.compute": budget, "seed": seed,
-                                      "executor.workers": workers, **params})
+                                      "executor.workers": workers,
+                                      **{f"params.{k}": v for k, v in params.items()}})
     spec = task_spec(cfg)
     space = task_space(spec.build())
     out_dir = out_dir or Path("runs") / f"transfer-{source.name}-to-{task.replace(':', '_')}"
@@ -637,7 +638,7 @@ def transfer_cmd(
         for ref in ("default", "noprior", "fixed"):
             r[f"vs_{ref}"] = relative(r["test_score"], results.get(ref, {}).get("test_score"))
     report = {"source": str(source), "source_task": prior.task, "task": task, "method": cfg.search.method,
-              "params": {k.split(".", 1)[1]: v for k, v in params.items()},  # --param: the target's start
+              "params": params,  # --param: the target's start
               "prior": prior.to_dict(), "results": results}
     tmp = out_dir / "transfer.json.tmp"  # written whole or not at all
     tmp.write_text(json.dumps(report, indent=1))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmzero.space import DEFAULT_SPACE, TASK_DEFAULTS, Space
+from llmzero.space import DEFAULT_SPACE, Space
 from llmzero.tasks._base import SPLITS, Example, Task, TaskError, accuracy, make_reward_func
 from llmzero.tasks.builtin import BUILTIN, builtin_task
 from llmzero.tasks.reasoning_gym import Format, ReasoningGymTask, Sizes, chat_format, plain_format
@@ -85,8 +85,8 @@ def model_prompts(task: Task, tokenizer: Any, prompts: Sequence[str]) -> list[st
 
 def task_space(task: Task, space: Space = DEFAULT_SPACE) -> Space:
     """The space with the task's own defaults (its response length and difficulty: ``TASK_DEFAULTS``)."""
-    own = {"max_completion_length": task.default_max_completion_length, "difficulty": task.difficulty}
-    return space.with_defaults(**{k: own[k] for k in TASK_DEFAULTS})
+    return space.with_defaults(max_completion_length=task.default_max_completion_length,
+                               difficulty=task.difficulty)
 
 
 __all__ = ["SPLITS", "BUILTIN", "Example", "Format", "ReasoningGymTask", "Sizes", "Task", "TaskError", "TaskSpec",
