@@ -143,15 +143,16 @@ def test_lineage_start_grid_starts_lineage_i_with_the_grid_configuration_grid_se
     specs = MCTS().ask(tree, 2, ctx)
     start = tree.root.params
     assert agent.calls == [] and {s.proposed_by for s in specs} == {"lineages"}
-    # grid search's first two runs: the starting parameters, then the nearest step of entropy_coef
+    # grid search's first two runs: the starting parameters, then the first one step away in the
+    # product's order
     assert specs[0].params == start
-    assert specs[1].params == {**start, "entropy_coef": 0.01}
+    assert specs[1].params == {**start, "learning_rate": 5e-5}
     assert "lineage 2 starts with grid configuration 2/6" in specs[1].reason
     # a lineage that failed is replaced by one that starts with the next configuration
     tree = grown(tree, {"n1": (ROOT, 0.5, "complete"), "n2": (ROOT, 0.4, "complete"), "n3": ("n2", None, "failed")})
     specs = MCTS().ask(tree, 2, ctx)
     assert [s.parent_id for s in specs] == ["n1", ROOT] and agent.calls == ["n1"]
-    assert specs[1].params == {**start, "learning_rate": 2e-4} and "grid configuration 3/6" in specs[1].reason
+    assert specs[1].params == {**start, "entropy_coef": 0.01} and "grid configuration 3/6" in specs[1].reason
 
 
 @pytest.mark.parametrize("search, words", [

@@ -25,7 +25,8 @@ def test_grid_runs_the_default_then_its_neighbours_then_the_corners():
         c += 1
     assert len(order) == 8 and len(set(order)) == 8
     assert order[0] == (1e-4, 0.0)  # the starting parameters themselves
-    assert set(order[1:4]) == {(5e-5, 0.0), (2e-4, 0.0), (1e-4, 0.01)}  # one step away
+    # one step away, in the product's order: no rounding error in the logarithms decides
+    assert order[1:4] == [(5e-5, 0.0), (1e-4, 0.01), (2e-4, 0.0)]
     assert order[-1] == (2.5e-5, 0.01)  # the far corner: two lr steps and one entropy step away
 
 
@@ -210,3 +211,18 @@ def test_mcts_spends_the_end_of_its_budget_where_a_path_can_still_reach_the_best
     assert [s.parent_id for s in m.ask(tree, 1, ctx(1000))] == ["root"]
     assert [s.parent_id for s in m.ask(tree, 1, late)][0] in ("n3", "n4")
     assert [s.parent_id for s in m.ask(tree, 1, two)][0] in ("n1", "n2", "n3", "n4")
+
+
+def test_grid_ties_keep_the_products_order_and_no_rounding_error_decides():
+    from llmzero.search.methods.chains import grid_configs
+
+    start = DEFAULT_SPACE.defaults()
+    lr, ent = [5e-5, 1e-4, 2e-4], [0.0, 0.01]
+    by_lr = [(c["learning_rate"], c["entropy_coef"])
+             for c in grid_configs({"learning_rate": lr, "entropy_coef": ent}, DEFAULT_SPACE, start)]
+    by_ent = [(c["learning_rate"], c["entropy_coef"])
+              for c in grid_configs({"entropy_coef": ent, "learning_rate": lr}, DEFAULT_SPACE, start)]
+    assert by_lr[:4] == [(1e-4, 0.0), (5e-5, 0.0), (1e-4, 0.01), (2e-4, 0.0)]
+    # one step away, as the product lists them (its first parameter varies slowest)
+    assert by_ent[:4] == [(1e-4, 0.0), (5e-5, 0.0), (2e-4, 0.0), (1e-4, 0.01)]
+    assert by_lr[4:] == [(5e-5, 0.01), (2e-4, 0.01)] and by_ent[4:] == [(5e-5, 0.01), (2e-4, 0.01)]

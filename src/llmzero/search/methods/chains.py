@@ -68,7 +68,9 @@ def fixed() -> Chains:
 def grid_configs(grid: dict[str, list[float]], space: Space, start: dict[str, Value]) -> list[dict[str, Value]]:
     """The static configurations of ``grid`` (the product of its values, on top of ``start``), nearest
     to ``start`` first: distance in units of each value's step in the grid, log scale for log
-    parameters; ties keep the product's order."""
+    parameters; ties keep the product's order. Distances are rounded before they are compared: one
+    step of 5e-5 -> 1e-4 and one of 1e-4 -> 2e-4 differ in the last bits of their logarithms, and
+    that rounding error must not decide which configuration runs second."""
     out = [{**start, **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
 
     def distance(cfg: dict[str, Value]) -> float:
@@ -79,7 +81,7 @@ def grid_configs(grid: dict[str, list[float]], space: Space, start: dict[str, Va
             pts = sorted(scale(v) for v in values)
             step = min((b - a for a, b in zip(pts, pts[1:]) if b > a), default=1.0)
             d += abs(scale(cfg[name]) - scale(start[name])) / step
-        return d
+        return round(d, 9)
 
     return sorted(out, key=distance)
 
