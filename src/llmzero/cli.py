@@ -540,7 +540,7 @@ def _path_result(s: dict[str, Any], d: Path, spec: TaskSpec, soup: int) -> dict[
     return res
 
 
-def _param_overrides(pairs: list[str]) -> dict[str, Any]:
+def _param_values(pairs: list[str]) -> dict[str, Any]:
     """``--param NAME=VALUE`` options as the target's starting parameters, each value read as YAML."""
     import yaml
 
@@ -585,7 +585,7 @@ def transfer_cmd(
     for p in parts:
         if p not in PARTS:
             raise BadInput(f"only={p!r} is not allowed: expected one of {', '.join(PARTS)}")
-    params = _param_overrides(param or [])
+    params = _param_values(param or [])
     prior = load_prior(source)
     cfg = target_config(prior, task, {"model": model, "budget.compute": budget, "seed": seed,
                                       "executor.workers": workers,
