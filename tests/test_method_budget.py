@@ -226,3 +226,73 @@ def test_grid_ties_keep_the_products_order_and_no_rounding_error_decides():
     # one step away, as the product lists them (its first parameter varies slowest)
     assert by_ent[:4] == [(1e-4, 0.0), (5e-5, 0.0), (2e-4, 0.0), (1e-4, 0.01)]
     assert by_lr[4:] == [(5e-5, 0.01), (2e-4, 0.01)] and by_ent[4:] == [(5e-5, 0.01), (2e-4, 0.01)]
+
+
+def _grid_run_out(lr: list[float], vals: dict[str, float], deepen: str = "exhausted", tokens_left: float = 10_000.0):
+    """Grid with ``lr`` as its grid, depth 2, every configuration run to the full depth: chain i is
+    n{2i+1} -> n{2i+2}, the second stage with validation score ``vals``."""
+    cfg = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
+                        "search": {"method": "grid", "depth": 2, "deepen": deepen, "grid": {"learning_rate": lr}}})
+    tree = Tree()
+    tree.apply("root", "root", {"params": DEFAULT_SPACE.defaults(), "val_score": 0.3})
+    g, ctx = grid(), SearchContext(cfg=cfg, space=DEFAULT_SPACE, tokens_left=tokens_left, stage_tokens=lambda p: 1000.0)
+    for c, params in enumerate(s.params for s in g.ask(tree, len(lr), ctx)):
+        for depth in (1, 2):
+            node_id = f"n{2 * c + depth}"
+            tree.apply("node_created", node_id, {"parent_id": "root" if depth == 1 else f"n{2 * c + 1}",
+                                                 "depth": depth, "params": params, "steps": 10, "chain": c})
+            val = vals.get(node_id, 0.4)
+            tree.apply("stage_finished", node_id, {"val_score": val, "history": [], "checkpoint": f"ckpt/{node_id}"})
+    return g, ctx, tree
+
+
+def _journal(tree: Tree, ctx: SearchContext) -> list[tuple]:
+    events, ctx.events[:] = list(ctx.events), []
+    for kind, node_id, payload in events:
+        tree.apply(kind, node_id, payload)
+    return events
+
+
+def test_grid_with_every_configuration_run_deepens_its_best_runs_instead_of_leaving_budget_unspent():
+    g, ctx, tree = _grid_run_out([5e-5, 1e-4, 2e-4], {"n2": 0.5, "n4": 0.6, "n6": 0.45})
+    tree.apply("checkpoint_deleted", "n4", {})  # the best run's end, garbage-collected: it cannot go on
+    assert g.expandable(tree, ctx) == {"n2"}  # the best run at the full depth that is still on disk
+    assert g.ask(tree, 2, ctx) == []  # every configuration has run to the full depth
+    (kind, _, payload), = _journal(tree, ctx)
+    assert kind == "depth_extended" and payload["depth"] == 3
+    assert payload["nodes"] == ["n2", "n6"]  # the best two runs whose checkpoints remain, the best first
+    assert "10,000 tokens of budget left" in payload["reason"]
+    specs = g.ask(tree, 2, ctx)
+    assert [s.parent_id for s in specs] == ["n2", "n6"]
+    assert all(s.params == tree.nodes[s.parent_id].params for s in specs)  # still static configurations
+    assert [s.chain for s in specs] == [tree.nodes["n2"].chain, tree.nodes["n6"].chain]
+    assert g.expandable(tree, ctx) >= {"n2", "n6"}
+    # the two grow a stage each; only they, the best first, grow the next time
+    for spec, (node_id, val) in zip(specs, {"n7": 0.52, "n8": 0.55}.items()):
+        tree.apply("node_created", node_id, {"parent_id": spec.parent_id, "depth": 3, "params": spec.params,
+                                             "steps": 10, "chain": spec.chain})
+        tree.apply("stage_finished", node_id, {"val_score": val, "history": [], "checkpoint": f"ckpt/{node_id}"})
+    assert g.ask(tree, 1, ctx) == []
+    (kind, _, payload), = _journal(tree, ctx)
+    assert payload["depth"] == 4 and payload["nodes"] == ["n8"]
+    assert [s.parent_id for s in g.ask(tree, 2, ctx)] == ["n8"]
+
+
+def test_grid_does_not_deepen_when_switched_off_or_without_a_stage_worth_of_budget():
+    for deepen, left in (("off", 10_000.0), ("exhausted", 100.0)):
+        g, ctx, tree = _grid_run_out([5e-5, 1e-4], {"n2": 0.5, "n4": 0.6}, deepen=deepen, tokens_left=left)
+        assert g.ask(tree, 2, ctx) == [] and _journal(tree, ctx) == [] and tree.depth_limit is None
+        assert ("n4" in g.expandable(tree, ctx)) == (deepen != "off")
+
+
+def test_grid_does_not_deepen_while_a_configuration_or_a_run_is_left():
+    g, ctx, tree = _grid_run_out([5e-5, 1e-4], {"n2": 0.5, "n4": 0.6})
+    cfg3 = parse_config({"task": {"name": "number_sorting"}, "budget": {"compute": 100_000},
+                         "search": {"method": "grid", "depth": 2, "grid": {"learning_rate": [5e-5, 1e-4, 2e-4]}}})
+    ctx3 = SearchContext(cfg=cfg3, space=DEFAULT_SPACE, tokens_left=10_000.0, stage_tokens=lambda p: 1000.0)
+    (spec,) = g.ask(tree, 1, ctx3)  # a third configuration starts from the base model
+    assert spec.parent_id == "root" and spec.params["learning_rate"] == 2e-4 and not ctx3.events
+    tree.apply("node_created", "n5", {"parent_id": "root", "depth": 1, "params": spec.params, "steps": 10,
+                                      "chain": 2})
+    tree.apply("stage_finished", "n5", {"val_score": 0.3, "history": [], "checkpoint": "ckpt/n5"})
+    assert [s.parent_id for s in g.ask(tree, 2, ctx3)] == ["n5"] and not ctx3.events  # its run goes on first

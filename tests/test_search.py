@@ -655,6 +655,29 @@ def test_a_budget_larger_than_the_tree_deepens_it_instead_of_going_unspent(metho
     assert j.replay().signature() == r.tree.signature() and j.replay().depth_limit == r.tree.depth_limit
 
 
+def test_grid_that_has_run_its_whole_grid_deepens_its_best_runs_and_spends_the_budget(xs_base, tmp_path):
+    """Two configurations of two stages cost about half of BUDGET: grid then trains its best runs on past
+    the configured depth (journaled) until the budget is spent; with ``deepen: off`` it stops there."""
+    grid2 = {"learning_rate": [1e-4, 3e-4]}
+    cfg = config(xs_base, method="grid", grid=grid2, early_stop={"enabled": False})
+    summary, r = run(cfg, tmp_path / "grid")
+    j = Journal(tmp_path / "grid" / JOURNAL)
+    deepened = [p for _, _, _, _, p in j.events("depth_extended")]
+    assert [p["depth"] for p in deepened] == list(range(3, 3 + len(deepened))) and deepened, summary
+    assert_spends(summary, r)
+    assert summary["stop_reason"] == "budget spent"
+    deep = [n for n in r.tree.stages() if n.depth > 2]
+    assert deep and all(n.params == r.tree.nodes[n.parent_id].params for n in deep)  # static configurations
+    assert {r.tree.nodes[n.parent_id].chain for n in deep} <= {0, 1} and all(n.chain is not None for n in deep)
+    at3 = [r.tree.nodes[n.parent_id] for n in deep if n.depth == 3]
+    assert at3[0].id == deepened[0]["nodes"][0] == max(at3, key=lambda n: n.val_score).id  # the best run first
+    assert j.replay().signature() == r.tree.signature() and j.replay().depth_limit == r.tree.depth_limit
+    off, r_off = run(config(xs_base, method="grid", grid=grid2, early_stop={"enabled": False}, deepen="off"),
+                     tmp_path / "off")
+    assert off["nodes"] == 4 and off["stop_reason"] == "nothing left to expand"
+    assert BUDGET - off["budget_spent"] > 2 * max(n.compute for n in r_off.tree.stages())  # stages left unpaid
+
+
 def test_lineages_grow_side_by_side_and_spend_the_budget(xs_base, tmp_path):
     """``search.lineages: 2``: two paths from the base model, one stage at a time each and no branching
     below the root, until the budget is spent; the journal replays to the same tree."""

@@ -97,9 +97,10 @@ class SearchConfig(_Model):
         "the training draw differs).")
     depth: int = Field(3, ge=1, le=50, description="Stages along a path (the tree's depth).")
     deepen: Literal["off", "exhausted", "improving"] = Field(
-        "exhausted", description="mcts and skill: when the paths may grow one more stage (again and again, up to "
-        "50). exhausted: when the tree has nothing left to grow and budget is left, so the best strategies train "
-        "longer instead of the budget going unspent; improving: also as soon as the best node is at the full depth "
+        "exhausted", description="mcts, skill and grid: when the paths may grow one more stage (again and again, "
+        "up to 50). exhausted: when the tree has nothing left to grow and budget is left, so the best strategies "
+        "train longer instead of the budget going unspent (grid: its best runs, as many as there are workers, "
+        "once every configuration has run); improving (mcts and skill): also as soon as the best node is at the full depth "
         "and still improving on its parent, and that node is grown first, so training length follows the curve; "
         "off: never (true and false mean exhausted and off).")
     dive_patience: int = Field(

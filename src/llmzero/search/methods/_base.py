@@ -30,6 +30,7 @@ from llmzero.strategy import StageMode
 
 
 MIN_STAGE_SHARE = 0.2  # a stage shortened to fit the budget must keep at least this share of its steps
+DEEPEST = 50  # search.depth's own bound: deepening stops there
 
 
 @dataclass(frozen=True)

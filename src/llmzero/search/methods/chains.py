@@ -2,7 +2,10 @@
 
 A chain is one full-length run. Its next stage starts once its last stage has finished; a chain
 ends at the configured depth, on a failure, or when early stopping prunes it. New chains start
-while the budget lasts.
+while the budget lasts. A method that runs out of chains with budget left (grid, once every
+configuration has run) deepens as the tree searches do (``search.deepen``, not ``off``): its best
+runs at the full depth, by their last stage's validation score, train one more stage, again while
+the budget lasts, so that the budget is not left unspent.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import itertools
 import math
 from collections.abc import Callable
 
-from llmzero.search.methods._base import SearchContext, StageSpec
+from llmzero.search.methods._base import DEEPEST, MIN_STAGE_SHARE, SearchContext, StageSpec, usable
 from llmzero.search.tree import ROOT, Node, NodeState, Tree
 from llmzero.space import Space, Value
 
@@ -36,10 +39,13 @@ class Chains:
     def ask(self, tree: Tree, n: int, ctx: SearchContext) -> list[StageSpec]:
         specs: list[StageSpec] = []
         last = _chains(tree)
-        for c, node in sorted(last.items()):
+        ends = sorted(last.items())
+        if tree.depth_limit:  # deepened: the best runs first
+            ends.sort(key=lambda item: -(item[1].val_score if item[1].val_score is not None else -1.0))
+        for c, node in ends:
             if len(specs) >= n:
                 return specs
-            if node.state is NodeState.COMPLETE and node.depth < ctx.cfg.search.depth:
+            if self._grows(tree, node, ctx):
                 params, reason = self.next_(node, ctx, tree)
                 specs.append(StageSpec(parent_id=node.id, params=params, reason=reason, proposed_by=self.name,
                                        chain=c))
@@ -51,11 +57,48 @@ class Chains:
             params, reason = got
             specs.append(StageSpec(parent_id=ROOT, params=params, reason=reason, proposed_by=self.name, chain=c))
             c += 1
+        if not specs:
+            self._deepen(tree, n, ctx)
         return specs
 
+    @staticmethod
+    def _grows(tree: Tree, node: Node, ctx: SearchContext) -> bool:
+        """Whether the chain that ends at ``node`` trains another stage: below the configured depth, or,
+        once the search deepened, a run it chose to deepen from, below the new depth."""
+        if not usable(tree, node.id) or node.depth >= ctx.max_depth(tree):
+            return False
+        return node.depth < ctx.cfg.search.depth or node.id in tree.extended_from
+
+    @staticmethod
+    def _deepest_ends(tree: Tree, ctx: SearchContext) -> list[Node]:
+        """The runs at the full depth whose checkpoints remain, best last-stage validation score first."""
+        depth = ctx.max_depth(tree)
+        ends = [n for n in _chains(tree).values() if n.depth == depth and usable(tree, n.id)]
+        return sorted(ends, key=lambda n: (-(n.val_score if n.val_score is not None else -1.0), int(n.id[1:])))
+
+    def _deepen(self, tree: Tree, n: int, ctx: SearchContext) -> None:
+        """No run left to start or continue: with budget left for a stage, the best ``n`` runs at the
+        full depth may train one stage more (``search.deepen`` not ``off``)."""
+        depth = ctx.max_depth(tree)
+        if ctx.cfg.search.deepen == "off" or depth >= DEEPEST:
+            return
+        if ctx.stage_tokens is not None and ctx.tokens_left < MIN_STAGE_SHARE * ctx.stage_tokens(tree.root.params):
+            return
+        ends = self._deepest_ends(tree, ctx)[:n]
+        if ends:
+            reason = (f"every {self.name} run has ended, with {ctx.tokens_left:,.0f} tokens of budget left: the best "
+                      f"{len(ends)} may grow to {depth + 1} stages")
+            ctx.events.append(("depth_extended", None, {"depth": depth + 1, "nodes": [e.id for e in ends],
+                                                        "reason": reason}))
+
     def expandable(self, tree: Tree, ctx: SearchContext) -> set[str]:
-        return {n.id for n in _chains(tree).values()
-                if n.state is NodeState.COMPLETE and n.depth < ctx.cfg.search.depth}
+        """The runs that train on, and, while the search may deepen, the best run at the full depth, so
+        that garbage collection leaves one to deepen from."""
+        keep = {node.id for node in _chains(tree).values() if self._grows(tree, node, ctx)}
+        ends = self._deepest_ends(tree, ctx)
+        if ctx.cfg.search.deepen != "off" and ends:
+            keep.add(ends[0].id)
+        return keep
 
 
 def fixed() -> Chains:

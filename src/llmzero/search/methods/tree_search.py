@@ -6,13 +6,12 @@ import math
 from dataclasses import replace
 
 from llmzero.agents.diagnosis import VAL_GAIN
-from llmzero.search.methods._base import (MIN_STAGE_SHARE, SearchContext, StageSpec, prior_proposal,
+from llmzero.search.methods._base import (DEEPEST, MIN_STAGE_SHARE, SearchContext, StageSpec, prior_proposal,
                                           propose_specs, usable)
 from llmzero.search.methods.chains import grid_configs
 from llmzero.search.tree import ROOT, Node, NodeState, Tree, node_order
 from llmzero.search.uct import backed_up_values, select_child
 
-DEEPEST = 50  # search.depth's own bound: deepening stops there
 GROW_MARGIN = VAL_GAIN  # deepen "improving": the best node beats its parent's validation score by this much
 
 
