@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 
 from llmzero.search.methods._base import DEEPEST, MIN_STAGE_SHARE, SearchContext, StageSpec, usable
-from llmzero.search.tree import ROOT, Node, NodeState, Tree
+from llmzero.search.tree import ROOT, Node, Tree
 from llmzero.space import Space, Value
 
 
@@ -26,6 +26,11 @@ def _chains(tree: Tree) -> dict[int, Node]:
         if n.chain is not None and (n.chain not in last or n.depth > last[n.chain].depth):
             last[n.chain] = n
     return last
+
+
+def _val(node: Node) -> float:
+    """A node's validation score for ranking runs (-1 when it has none)."""
+    return node.val_score if node.val_score is not None else -1.0
 
 
 class Chains:
@@ -41,7 +46,7 @@ class Chains:
         last = _chains(tree)
         ends = sorted(last.items())
         if tree.depth_limit:  # deepened: the best runs first
-            ends.sort(key=lambda item: -(item[1].val_score if item[1].val_score is not None else -1.0))
+            ends.sort(key=lambda item: -_val(item[1]))
         for c, node in ends:
             if len(specs) >= n:
                 return specs
@@ -74,7 +79,7 @@ class Chains:
         """The runs at the full depth whose checkpoints remain, best last-stage validation score first."""
         depth = ctx.max_depth(tree)
         ends = [n for n in _chains(tree).values() if n.depth == depth and usable(tree, n.id)]
-        return sorted(ends, key=lambda n: (-(n.val_score if n.val_score is not None else -1.0), int(n.id[1:])))
+        return sorted(ends, key=lambda n: (-_val(n), int(n.id[1:])))
 
     def _deepen(self, tree: Tree, n: int, ctx: SearchContext) -> None:
         """No run left to start or continue: with budget left for a stage, the best ``n`` runs at the
