@@ -228,6 +228,18 @@ def test_locate_checkpoint_finds_a_node_by_name_in_its_run(tmp_path):
     assert locate_checkpoint(str(tmp_path / "cache" / "n3"), nodes) == str(tmp_path / "cache" / "n3")  # not a node
 
 
+def test_locate_soup_finds_a_moved_runs_soup(tmp_path):
+    from llmzero.training import locate_soup
+
+    (tmp_path / "new" / "soup").mkdir(parents=True)
+    run = tmp_path / "new"
+    assert locate_soup(str(tmp_path / "old" / "soup"), run) == str(run / "soup")  # the run moved
+    assert locate_soup(str(run / "soup"), run) == str(run / "soup")
+    assert locate_soup(None, run) is None  # no soup was made
+    assert locate_soup(str(tmp_path / "old" / "other"), run) == str(tmp_path / "old" / "other")  # not a soup
+    assert locate_soup(str(tmp_path / "old" / "soup"), tmp_path / "empty") == str(tmp_path / "old" / "soup")
+
+
 def test_ctrl_c_stops_the_search_and_its_workers_in_one_line_and_resume_finishes_it(xs_base, tmp_path):
     """Ctrl-C reaches the whole process group: the search says how to continue (exit 130), no process
     prints a traceback, no worker outlives it, and the resumed run finishes with the whole budget."""
@@ -425,6 +437,19 @@ def test_a_soup_is_the_final_model_when_it_scores_at_least_the_best_node(xs_base
     again.close()
     kinds = [k for _, _, k, _, _ in Journal(tmp_path / "soup" / JOURNAL).events()]
     assert kinds.count("soup_built") == 1 and kinds.count("test_scored") == 1
+    (tmp_path / "soup").rename(tmp_path / "moved")  # a run directory moved or copied: its soup found again
+    moved = SearchRun(None, tmp_path / "moved", resume=True)
+    after = moved.run()
+    moved.close()
+    assert after["test_score"] == summary["test_score"]
+    kinds = [k for _, _, k, _, _ in Journal(tmp_path / "moved" / JOURNAL).events()]
+    assert kinds.count("soup_built") == 1 and kinds.count("test_scored") == 1  # neither built nor scored again
+    shown = subprocess.run([sys.executable, "-m", "llmzero.cli", "show", str(tmp_path / "moved")],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    if soup["path"]:
+        assert after["final_model"] == str(tmp_path / "moved" / "soup")
+        assert str(tmp_path / "moved" / "soup") in shown.stdout.replace("\n", "")
 
 
 def test_exported_strategy_of_averaged_draws_spends_the_budget_and_replays(xs_base, tmp_path):

@@ -498,7 +498,9 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(
         out.print(f"best {f.get('best_node')}: val {_fmt(f.get('best_val'))}, test {_fmt(f.get('test_score'))} "
                   f"(base {_fmt(f.get('base_test_score'))}); {f.get('stop_reason')}")
         if f.get("soup"):
-            out.print(_soup_line(f))
+            from llmzero.training import locate_soup
+
+            out.print(_soup_line({**f, "soup": {**f["soup"], "path": locate_soup(f["soup"]["path"], run_dir)}}))
 
 
 def _transfer_path(d: Path, spec: TaskSpec, cfg: Any, strategy: Any, quiet: bool) -> dict[str, Any]:

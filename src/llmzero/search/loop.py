@@ -700,10 +700,13 @@ class SearchRun:
         top = self.cfg.search.soup
         if top < 2:
             return None
+        from llmzero.training import locate_soup
+
         built = [p for _, _, _, _, p in self.journal.events("soup_built")]
-        if built and built[-1]["best_node"] == best.id and (built[-1]["path"] is None
-                                                            or Path(built[-1]["path"]).is_dir()):
-            return built[-1]
+        if built and built[-1]["best_node"] == best.id:
+            path = locate_soup(built[-1]["path"], self.out)  # found again in a run directory moved since
+            if path is None or Path(path).is_dir():
+                return {**built[-1], "path": path}
         others = sorted((n for n in self.tree.stages() if n.id != best.id and n.val_score is not None
                          and n.checkpoint and not n.deleted and Path(n.checkpoint).is_dir()),
                         key=lambda n: (-n.val_score, int(n.id.lstrip("n"))))

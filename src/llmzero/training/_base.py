@@ -96,6 +96,15 @@ def locate_checkpoint(path: str, nodes_dir: str | Path) -> str:
     return str(moved) if Path(path).parent.name == "nodes" and moved.is_dir() else path
 
 
+def locate_soup(path: str | None, run_dir: str | Path) -> str | None:
+    """A search's final weight soup as recorded, or ``run_dir``'s own ``soup/`` when the recorded path no
+    longer leads to it (the run directory was moved or copied since, like ``locate_checkpoint``)."""
+    if path is None or Path(path).is_dir():
+        return path
+    here = Path(run_dir) / "soup"
+    return str(here) if Path(path).name == "soup" and here.is_dir() else path
+
+
 def check_checkpoint(path: str | Path, mode: StageMode = StageMode.CONTINUE) -> dict[str, Any]:
     """Check that ``path`` is a whole checkpoint that a stage in ``mode`` can start from.
 
