@@ -443,7 +443,7 @@ def test_a_soup_is_the_final_model_when_it_scores_at_least_the_best_node(xs_base
     moved.close()
     assert after["test_score"] == summary["test_score"]
     kinds = [k for _, _, k, _, _ in Journal(tmp_path / "moved" / JOURNAL).events()]
-    assert kinds.count("soup_built") == 1 and kinds.count("test_scored") == 1  # neither built nor scored again
+    assert kinds.count("soup_built") == 1 and kinds.count("test_scored") == 1  # not built nor scored again
     shown = subprocess.run([sys.executable, "-m", "llmzero.cli", "show", str(tmp_path / "moved")],
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr

@@ -500,7 +500,8 @@ def show_cmd(run_dir: Annotated[Path, typer.Argument(
         if f.get("soup"):
             from llmzero.training import locate_soup
 
-            out.print(_soup_line({**f, "soup": {**f["soup"], "path": locate_soup(f["soup"]["path"], run_dir)}}))
+            here = locate_soup(f["soup"]["path"], run_dir)  # where the soup is now, if the run was moved
+            out.print(_soup_line({**f, "soup": {**f["soup"], "path": here}}))
 
 
 def _transfer_path(d: Path, spec: TaskSpec, cfg: Any, strategy: Any, quiet: bool) -> dict[str, Any]:

@@ -100,8 +100,9 @@ class SearchConfig(_Model):
         "exhausted", description="mcts, skill and grid: when the paths may grow one more stage (again and again, "
         "up to 50). exhausted: when the tree has nothing left to grow and budget is left, so the best strategies "
         "train longer instead of the budget going unspent (grid: its best runs, as many as there are workers, "
-        "once every configuration has run); improving (mcts and skill): also as soon as the best node is at the "
-        "full depth and still improving on its parent, and that node is grown first, so training length follows the curve; "
+        "once every configuration has run); improving (mcts and skill): also as soon as the best node is at "
+        "the full depth and still improving on its parent, and that node is grown first, so training length "
+        "follows the curve; "
         "off: never (true and false mean exhausted and off).")
     dive_patience: int = Field(
         0, ge=0, le=5, description="deepen: improving only: stages of a dive that may stall. 0: the dive goes on "
