@@ -124,3 +124,12 @@ def test_a_directory_that_holds_no_run_is_one_line_and_exit_2(tmp_path, command,
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: run='d' is not allowed: ") and (
         words in lines[0] or command != "show" and "expected a search run directory" in lines[0]), lines
+
+
+def test_the_command_list_wraps_each_summary_at_the_terminal_not_at_the_source():
+    r = subprocess.run([sys.executable, "-m", "llmzero.cli", "--help"], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "400"}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    train = [line for line in r.stdout.splitlines() if "Train a fixed multi-stage schedule" in line]
+    assert len(train) == 1, r.stdout
+    assert "report each stage's scores and key metrics. A search's strategy.yaml" in train[0], r.stdout

@@ -6,6 +6,7 @@ exit code 2. Nothing is written before the input has been checked.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -824,6 +825,19 @@ def _print_summary(s: dict[str, Any]) -> None:
                   "the soup in soup/)")
         return
     out.print(f"results in {s['out']}/ (stages.json, summary.json, strategy.yaml, one checkpoint per stage)")
+
+
+def _reflow_command_help() -> None:
+    """A command's help is its docstring, wrapped at the source's line length; rich's command list keeps those
+    line breaks, so the listing of `llmzero --help` broke mid-sentence. Each paragraph becomes one line, which
+    rich wraps at the terminal's width."""
+    for info in app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc:
+            info.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+
+
+_reflow_command_help()
 
 
 def main(argv: list[str] | None = None) -> None:
