@@ -329,7 +329,13 @@ def test_a_resumed_search_builds_the_nodes_an_uninterrupted_one_builds(xs_base, 
     ({"params": {"learning_rate": 1.0}}, "params.learning_rate=1"),
     ({"search": {"grid": {"lr": [1]}}}, "unknown parameter 'lr'"),
     ({"task": {"name": "nope"}}, "unknown task 'nope'"),
-    ({"surprise": 1}, "surprise"),
+    ({"surprise": 1}, "surprise=1 is not allowed: Extra inputs are not permitted"),
+    ({"serach": {"depth": 2}}, "serach={'depth': 2} is not allowed: Extra inputs are not permitted; did you "
+                               "mean 'search'?"),
+    ({"search": {"dpeth": 2}}, "search.dpeth=2 is not allowed: Extra inputs are not permitted; did you mean "
+                               "'depth'?"),
+    ({"task": {"name": "countdown", "sizes": {"trian": 5}}},
+     "task.sizes.trian=5 is not allowed: Extra inputs are not permitted; did you mean 'train'?"),
     ({"search": {"soup": -1}}, "search.soup=-1"),
     ({"search": {"draws": 17}}, "search.draws=17"),
     ({"search": {"draws_min_gain": -0.1}}, "search.draws_min_gain=-0.1"),
@@ -343,6 +349,16 @@ def test_bad_config_names_field_value_and_allowed(override, words):
     with pytest.raises(ConfigError) as e:
         parse_config(raw)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_misspelled_required_key_is_named_as_the_misspelling_not_as_the_key_missing():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"task": {"name": "countdown"}, "budgett": {"compute": 1000}})
+    assert str(e.value) == ("budgett={'compute': 1000} is not allowed: Extra inputs are not permitted; "
+                            "did you mean 'budget'?")
+    with pytest.raises(ConfigError) as e:  # a key like no field: no guess, and the missing key first
+        parse_config({"task": {"name": "countdown"}, "zzz": 1})
+    assert str(e.value) == "budget=missing is not allowed: Field required"
 
 
 def test_cli_bad_search_input_exits_2(tmp_path):

@@ -68,7 +68,7 @@ def _train_task(task: str | None, difficulty: int | None, meta: dict[str, Any]) 
     try:
         cfg = TaskConfig.model_validate({**exported, **({} if difficulty is None else {"difficulty": difficulty})})
     except ValidationError as e:
-        raise BadInput(one_line(e, "task_config.")) from None
+        raise BadInput(one_line(e, "task_config.", TaskConfig)) from None
     spec = spec_of_task(cfg)
     spec.build()  # validates it now, before anything is written
     return spec
@@ -195,7 +195,7 @@ def train_cmd(
     try:  # a strategy exported by a search carries the fixed training settings it was found with
         training = TrainingConfig.model_validate(strategy.meta.get("training", {}))
     except ValidationError as e:
-        raise BadInput(f"{schedule.name}: {one_line(e, 'training.')}") from None
+        raise BadInput(f"{schedule.name}: {one_line(e, 'training.', TrainingConfig)}") from None
     if out_dir.exists() and any(out_dir.iterdir()):
         raise BadInput(f"out={str(out_dir)!r} is not allowed: the directory exists and is not empty "
                        "(results are never overwritten)")

@@ -6,8 +6,9 @@ what is allowed. Values are never silently rewritten.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -240,14 +241,39 @@ class ExperimentConfig(_Model):
     llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
-def one_line(e: ValidationError, where: str) -> str:
-    """A pydantic error as one line: field, value, what is allowed."""
-    err = e.errors()[0]
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names a config model allows at ``loc`` (a mapping's path in the file); [] where the path
+    leaves the models (a free mapping such as ``search.grid``)."""
+    for key in loc:
+        field = model.model_fields.get(str(key))
+        if field is None:
+            return []
+        nested = [a for a in (field.annotation, *get_args(field.annotation))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def one_line(e: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """A pydantic error as one line: field, value, what is allowed. With ``model``, a key the model does
+    not know is named first, with the field it most likely misspells (a misspelled required key would
+    otherwise read as that key missing)."""
+    errors = e.errors()
+    hints: dict[int, str] = {}
+    for i, err in enumerate(errors):
+        if model is not None and err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(err["loc"][-1]), _fields_at(model, err["loc"][:-1]), n=1)
+            if close:
+                hints[i] = f"; did you mean {close[0]!r}?"
+    i = min(hints, default=0)
+    err = errors[i]
     field = ".".join(str(p) for p in err["loc"])
     value = err.get("input")
     shown = "missing" if err["type"] == "missing" else f"{value!r}"
     msg = err["msg"].replace("Value error, ", "")
-    return f"{where}{field}={shown} is not allowed: {msg}"
+    return f"{where}{field}={shown} is not allowed: {msg}{hints.get(i, '')}"
 
 
 def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
@@ -256,7 +282,7 @@ def parse_config(raw: Any, where: str = "") -> ExperimentConfig:
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(one_line(e, where)) from None
+        raise ConfigError(one_line(e, where, ExperimentConfig)) from None
     _check_semantics(cfg, where)
     return cfg
 
