@@ -4,7 +4,8 @@ answer the findings.
     python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare]
     python bench/agent.py --order [--tier 0.5b] [--rounds 4]   # does it pick an option or a position?
     python bench/agent.py --score [--tier 0.5b] [--rounds 4]   # can it judge one option put alone?
-    python bench/agent.py --picks RUNS_DIR [RUNS_DIR ...]      # first picks in searches, by count asked
+    python bench/agent.py --picks RUNS_DIR [RUNS_DIR ...]      # first picks in searches, by count asked,
+                                                               # and what their diagnoses name
 
 Contexts are real stage histories of number_sorting (tests/fixtures/real_histories.json: a healthy
 stage, lr 1e-3, a short max_completion_length, temperature 0.5, entropy_coef 0.1). For each, the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import time
 from collections import Counter
@@ -31,7 +33,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmzero.agents._base import NodeView, ProposalContext
-from llmzero.agents.diagnosis import diagnose
+from llmzero.agents.diagnosis import DETECTORS, diagnose
 from llmzero.agents.llm import Answer
 from llmzero.space import DEFAULT_SPACE
 
@@ -243,6 +245,32 @@ def first_picks(dirs: list[str]) -> dict[int, Counter]:
     return out
 
 
+def named_findings(text: str) -> set[str]:
+    """The detectors' findings a diagnosis names, whatever its spelling: "entropy blow-up" names
+    entropy_blowup, "Truncation" truncation."""
+    flat = re.sub(r"[^a-z]", "", text.lower())
+    return {n for n in DETECTORS if n.replace("_", "") in flat}
+
+
+def diagnoses(dirs: list[str]) -> Counter:
+    """Over the menu answers journaled under ``dirs``: those at a node without findings, and how many of
+    their diagnoses name a finding anyway; those with findings, and how many name one of them, and how
+    many name another."""
+    out: Counter = Counter()
+    for payload, answer in _answers(dirs):
+        if not answer.proposals or answer.proposals[0].option is None:
+            continue  # a free answer
+        found, named = set(payload["agent"].get("findings") or []), named_findings(answer.diagnosis)
+        if not found:
+            out["none"] += 1
+            out["none_named"] += bool(named)
+        else:
+            out["found"] += 1
+            out["found_named"] += bool(named & found)
+            out["found_other"] += bool(named - found)
+    return out
+
+
 def confirmed_picks(dirs: list[str]) -> Counter:
     """Over the answers asked again with the menu rotated (``llm.order_check``): menu picks, those the
     rotated answer picked too, and closing decisions, those the rotated answer made too."""
@@ -283,7 +311,8 @@ def main() -> None:
     ap.add_argument("--picks", nargs="+", metavar="RUNS_DIR",
                     help="Only count, in the searches journaled under these directories, the agent's first "
                          "menu pick by the number of picks asked for, and with llm.order_check the picks and "
-                         "closing decisions the rotated menu confirmed (no model is loaded).")
+                         "closing decisions the rotated menu confirmed, and which findings the answers' "
+                         "diagnoses name (no model is loaded).")
     a = ap.parse_args()
     if a.picks:
         for k, c in sorted(first_picks(a.picks).items()):
@@ -294,6 +323,10 @@ def main() -> None:
             print(f"asked again rotated (llm.order_check): {c['answers']} answers; the rotated answer "
                   f"picked {c['confirmed']} of their {c['picks']} picks and repeated "
                   f"{c['closing_confirmed']} of their {c['closing']} closing decisions")
+        d = diagnoses(a.picks)
+        print(f"diagnoses: at {d['none']} nodes without findings, {d['none_named']} name a finding anyway; "
+              f"at {d['found']} with findings, {d['found_named']} name one of them and {d['found_other']} "
+              f"name another")
         return
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer

@@ -95,6 +95,27 @@ def test_schema_lists_every_parameter_and_k():
     assert s["properties"]["decision"]["enum"] == ["expand", "stop", "backup"]
 
 
+def test_a_menu_answer_is_asked_to_diagnose_the_nodes_findings_and_a_free_one_in_words():
+    ctx = context()
+    names = [f.name for f in diagnose(ctx.path)]
+    assert "entropy_collapse" in names
+    picks = [{"option": 1}, {"option": 2}]
+    menu = Scripted({"diagnosis": names[0], "decision": "expand", "proposals": picks})
+    out = LLMProposer(menu).propose(ctx, 2, random.Random(0))
+    assert menu.calls[0][1]["properties"]["diagnosis"] == {"type": "string", "enum": names}
+    assert out[0].reason.startswith(f"llm: {names[0]} |")
+    assert "(the main finding by name, or none)" in menu.calls[0][0][0]["content"]
+    node = NodeView("n1", 1, BASE, "complete", val_score=0.41)
+    healthy = ProposalContext(space=SPACE, node=node, path=(ctx.path[0], node), max_depth=3)
+    assert diagnose(healthy.path) == []
+    LLMProposer(menu).propose(healthy, 2, random.Random(0))
+    assert menu.calls[1][1]["properties"]["diagnosis"]["enum"] == ["none"]
+    free = Scripted({"diagnosis": "anything", "decision": "expand", "proposals": []})
+    LLMProposer(free, answer="free").propose(ctx, 2, random.Random(0))
+    assert free.calls[0][1]["properties"]["diagnosis"] == {"type": "string", "maxLength": 80}
+    assert "(the main finding in a few words)" in free.calls[0][0][0]["content"]
+
+
 def test_repairs_drop_unknown_clamp_bounds_and_limit_steps():
     params, repairs = repair_changes(SPACE, BASE, {"learning_rate": 0.5, "bogus": 1, "temperature": 9.0,
                                                    "entropy_coef": 0.01})

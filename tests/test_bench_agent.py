@@ -47,3 +47,21 @@ def test_confirmed_picks_count_what_the_rotated_menu_repeated(tmp_path):
     j.close()
     c = agent.confirmed_picks([str(tmp_path)])
     assert (c["answers"], c["picks"], c["confirmed"], c["closing"], c["closing_confirmed"]) == (3, 5, 2, 2, 1)
+
+
+def test_diagnoses_are_counted_against_the_findings_the_detectors_made(tmp_path):
+    def event(diagnosis, findings, option=1):
+        pick = {"option": option} if option is not None else {"changes": [{"name": "beta", "value": 0.1}]}
+        text = json.dumps({"diagnosis": diagnosis, "decision": "expand", "proposals": [pick]})
+        return {"k": 1, "agent": {"answer": text, "findings": findings}}
+
+    j = Journal(tmp_path / JOURNAL, create=True)
+    for payload in (event("entropy blow-up or", []), event("none", []), event("The entropy of the", []),
+                    event("truncation", ["truncation"]), event("Entropy_Collapse ->", ["truncation"]),
+                    event("reward plateau, truncation", ["truncation", "zero_std_groups"]),
+                    event("entropy collapse", [], option=None)):  # a free answer: left out
+        j.append("proposal", "n1", payload)
+    j.close()
+    assert agent.named_findings("KL blow-up and grad-norm spike") == {"kl_blowup", "grad_norm_spike"}
+    assert agent.diagnoses([str(tmp_path)]) == {"none": 3, "none_named": 1, "found": 3, "found_named": 2,
+                                                 "found_other": 2}

@@ -39,20 +39,38 @@ class Sampler:
 
 
 def test_menu_answer_has_exactly_k_picks_and_only_free_parts_are_sampled():
-    schema = menu_schema(6, 2)
+    schema = menu_schema(6, 2, ["entropy_collapse", "reward_plateau"])
     s = Sampler()
     fill_schema(schema, s.gen, s.lit)
     parsed, error = parse_reply(s.text, schema)
     assert error is None, error
     assert [p["option"] for p in parsed["proposals"]] == [6, 6] and parsed["decision"] == "backup"
-    assert parsed["diagnosis"] == "ok" and parsed["proposals"][0]["rationale"] == "ok"
+    assert parsed["diagnosis"] == "reward_plateau" and parsed["proposals"][0]["rationale"] == "ok"
     # one diagnosis, two (option, rationale, effect), one decision; no key, brace or list choice sampled
     assert len(s.grammars) == 1 + 2 * 3 + 1
-    # free text (diagnosis, rationale, effect) has no grammar and a limit in characters: the caps
-    assert [n for g, n in zip(s.grammars, s.limits) if g is None] == [24, 20, 12, 20, 12]
-    assert s.text.startswith('{"diagnosis":"ok","proposals":[{"option":6,"rationale":"ok"')
+    # the diagnosis is a choice among the findings' names; its opening quote is fixed text
+    assert s.grammars[0] == 'root ::= "entropy_collapse\\"" | "reward_plateau\\""'
+    # free text (rationale, effect) has no grammar and a limit in characters: the caps
+    assert [n for g, n in zip(s.grammars, s.limits) if g is None] == [20, 12, 20, 12]
+    assert s.text.startswith('{"diagnosis":"reward_plateau","proposals":[{"option":6,"rationale":"ok"')
     assert s.stops == ['"', None, '"', '"', None, '"', '"', '"']  # strings and the decision end at a quote
     assert s.grammars[-1] == 'root ::= "expand\\"" | "stop\\"" | "backup\\""'  # the opening quote is fixed
+
+
+def test_a_menu_answer_diagnoses_only_what_the_detectors_found():
+    """The diagnosis is one of the node's findings, or "none" without one, written as fixed text: the
+    embedded model, free to write it, named pathologies no detector had found."""
+    s = Sampler()
+    schema = menu_schema(6, 2)
+    fill_schema(schema, s.gen, s.lit)
+    assert s.text.startswith('{"diagnosis":"none","proposals":[{"option":')  # nothing sampled before the pick
+    assert len(s.grammars) == 2 * 3 + 1
+    assert parse_reply(s.text, schema)[1] is None
+    one = menu_schema(6, 2, ["truncation"])
+    assert one["properties"]["diagnosis"] == {"type": "string", "enum": ["truncation"]}
+    text = s.text.replace('"diagnosis":"none"', '"diagnosis":"entropy blow-up"')
+    parsed, error = parse_reply(text, one)  # a diagnosis outside the findings is not an answer
+    assert parsed is None and "diagnosis" in error
 
 
 def test_free_answer_lists_end_where_the_model_says():
@@ -103,12 +121,18 @@ def test_grammars_compile_in_llama_cpp():
 
 
 def test_free_text_is_cleaned_into_a_valid_string_within_its_cap():
+    schema = answer_schema(DEFAULT_SPACE, 2)
+    s = Sampler(words=' say "hi"\\ then\tgo on and on and on and on ', stop_after=1)
+    fill_schema(schema, s.gen, s.lit)
+    parsed, error = parse_reply(s.text, schema)
+    assert error is None, error
+    assert parsed["diagnosis"] == "say hi thengo on and on and on and on"  # within its 80 characters
     schema = menu_schema(6, 2)
     s = Sampler(words=' say "hi"\\ then\tgo on and on and on and on ')
     fill_schema(schema, s.gen, s.lit)
     parsed, error = parse_reply(s.text, schema)
     assert error is None, error
-    assert parsed["diagnosis"] == "say hi thengo on and on"  # the whole words within 24 characters
+    assert parsed["proposals"][0]["rationale"] == "say hi thengo on and"  # the whole words within 20
     assert parsed["proposals"][0]["expected_effect"] == "say hi"  # 12: "say hi thengo" is 13
     assert clean_string("\x00a\"b\\c\x7f", 10) == "abc"
     assert clean_string("abcdefghijkl", 10) == "abcdefghij"  # one word longer than the cap is cut
