@@ -1,7 +1,7 @@
 """The LLM agent with the embedded model: latency per proposal, repairs, and whether its changes
 answer the findings.
 
-    python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare]
+    python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare] [--diagnose-first]
     python bench/agent.py --order [--tier 0.5b] [--rounds 4]   # does it pick an option or a position?
     python bench/agent.py --score [--tier 0.5b] [--rounds 4]   # can it judge one option put alone?
     python bench/agent.py --picks RUNS_DIR [RUNS_DIR ...]      # first picks in searches, by count asked,
@@ -16,7 +16,10 @@ skill agent on the same contexts:
 * share of rounds whose answer needed a repair or fell back to the skill agent;
 * share of rounds where the agent closed the branch (stop or backup on a stage worse than its parent);
 * share of findings that at least one proposal addresses (a change in a remedy's direction); in a
-  round that closed the branch, the proposals its answer picked count.
+  round that closed the branch, the proposals its answer picked count;
+* in the four histories made with a known cause, the rounds whose first proposal undoes it.
+
+``--diagnose-first`` adds the agent with ``llm.diagnose_first`` (the main finding asked for first).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def contexts() -> list[tuple[str, ProposalContext]]:
 
 
 def run(proposer, rounds: int) -> dict:
-    secs, tokens, repaired, hits, total, closed = [], [], 0, 0, 0, 0
+    secs, tokens, repaired, hits, total, closed, undone, caused = [], [], 0, 0, 0, 0, 0, 0
     picks, decisions = Counter(), Counter()
     # Rounds outside, contexts inside: as in a search, consecutive calls are about different nodes
     # and share only the run's system message in llama.cpp's prompt cache.
@@ -103,7 +106,11 @@ def run(proposer, rounds: int) -> dict:
             props = props or getattr(proposer, "last_picks", [])  # what it picked before closing
             hits += sum(addressed(f, ctx.node.params, props) for f in findings)
             total += len(findings)
-    return {"median_s": statistics.median(secs), "max_s": max(secs), "rounds": len(secs),
+            if name in CAUSES and props:  # a history made with a known cause: does the first proposal undo it
+                caused += 1
+                undone += undoes(ctx, props[0].params, CAUSES[name])
+    return {"undone": undone, "caused": caused,
+            "median_s": statistics.median(secs), "max_s": max(secs), "rounds": len(secs),
             "prompt_tokens": statistics.median(t[0] for t in tokens) if tokens else 0,
             "completion_tokens": statistics.median(t[1] for t in tokens) if tokens else 0,
             "picks": dict(sorted(picks.items(), key=str)), "decisions": dict(decisions),
@@ -135,11 +142,23 @@ def free_text_step_cost(llm, n: int = 20, repeats: int = 3) -> str:
 def order_probe(llm, rounds: int) -> dict:
     """Does the agent choose an option or a position? Each menu is asked twice: as listed, and rotated
     by half its length (no option keeps its number). A first pick that names the same option both times
-    follows the content; one that keeps its number follows the position."""
+    follows the content; one that keeps its number follows the position. The same for the diagnosis
+    where a node has two findings or more: the findings listed in the prompt (and offered as the
+    diagnosis) as the detectors order them, and rotated by half."""
     from llmzero.agents.llm import menu_options, menu_schema, render_prompt, render_system, rotate
     from llmzero.space import params_key
 
-    same_option = same_number = asked = 0
+    def ask(ctx, findings, opts, r):
+        reply = llm.complete([{"role": "system", "content": render_system(ctx)},
+                              {"role": "user", "content": render_prompt(ctx, findings, 2, opts)}],
+                             menu_schema(len(opts), 2, [f.name for f in findings]), temperature=0.2,
+                             max_tokens=400, seed=r)
+        try:
+            return Answer.model_validate_json(reply.text)
+        except ValidationError:
+            return None
+
+    out = Counter(menus=0, same_option=0, same_number=0, diagnoses=0, same_finding=0, same_place=0)
     for r in range(rounds):
         for _, ctx in contexts():
             options = menu_options(ctx, random.Random(r))
@@ -148,25 +167,35 @@ def order_probe(llm, rounds: int) -> dict:
             findings = diagnose(ctx.path)
             first = []
             for opts in (options, rotate(options)):
-                reply = llm.complete([{"role": "system", "content": render_system(ctx)},
-                                      {"role": "user", "content": render_prompt(ctx, findings, 2, opts)}],
-                                     menu_schema(len(opts), 2), temperature=0.2, max_tokens=400, seed=r)
-                try:
-                    pick = Answer.model_validate_json(reply.text).proposals[0].option
-                except (ValidationError, IndexError):
-                    pick = None
+                answer = ask(ctx, findings, opts, r)
+                pick = answer.proposals[0].option if answer and answer.proposals else None
                 first.append((pick, params_key(opts[pick - 1].params) if pick else None))
-            if first[0][0] is None or first[1][0] is None:
+            if first[0][0] is not None and first[1][0] is not None:
+                out["menus"] += 1
+                out["same_option"] += first[0][1] == first[1][1]
+                out["same_number"] += first[0][0] == first[1][0]
+            if len(findings) < 2:
                 continue
-            asked += 1
-            same_option += first[0][1] == first[1][1]
-            same_number += first[0][0] == first[1][0]
-    return {"menus": asked, "same_option": same_option, "same_number": same_number}
+            names = []
+            for listed in (findings, rotate(findings)):
+                answer = ask(ctx, listed, options, r)
+                names.append([f.name for f in listed].index(answer.diagnosis) if answer else None)
+            if None not in names:
+                out["diagnoses"] += 1
+                out["same_finding"] += findings[names[0]].name == rotate(findings)[names[1]].name
+                out["same_place"] += names[0] == names[1]
+    return out
 
 
 # The cause each real history was made with, and the move that undoes it: (parameter, direction).
 CAUSES = {"lr_1e-3": ("learning_rate", -1), "short_length": ("max_completion_length", 1),
           "temperature_0.5": ("temperature", 1), "entropy_coef_0.1": ("entropy_coef", -1)}
+
+
+def undoes(ctx: ProposalContext, params: dict, cause: tuple[str, int]) -> bool:
+    """Whether ``params`` move the cause's parameter back from the node's value."""
+    name, sign = cause
+    return (params[name] - ctx.node.params[name]) * sign > 0
 
 
 def score_probe(llm, rounds: int) -> dict:
@@ -194,16 +223,12 @@ def score_probe(llm, rounds: int) -> dict:
         yes, no = e[words["yes"]].sum(), e[words["no"]].sum()
         return float(yes / (yes + no)) if yes + no > 0 else 0.5
 
-    def undoes(ctx, o, cause) -> bool:
-        name, sign = cause
-        return (o.params[name] - ctx.node.params[name]) * sign > 0
-
     menus = llm_hits = skill_hits = 0
     spreads = []
     for r in range(rounds):
         for name, ctx in contexts():
             options = menu_options(ctx, random.Random(r))
-            if name not in CAUSES or not any(undoes(ctx, o, CAUSES[name]) for o in options):
+            if name not in CAUSES or not any(undoes(ctx, o.params, CAUSES[name]) for o in options):
                 continue
             findings = diagnose(ctx.path)
             head = render_prompt(ctx, findings, 2).rsplit("\n", 1)[0]  # the situation, without "Give k ..."
@@ -215,8 +240,8 @@ def score_probe(llm, rounds: int) -> dict:
                 scores.append(p_yes(llm._chat_prompt(llama, msgs)))
             best = options[max(range(len(options)), key=scores.__getitem__)]
             menus += 1
-            llm_hits += undoes(ctx, best, CAUSES[name])
-            skill_hits += undoes(ctx, options[0], CAUSES[name])
+            llm_hits += undoes(ctx, best.params, CAUSES[name])
+            skill_hits += undoes(ctx, options[0].params, CAUSES[name])
             spreads.append(max(scores) - min(scores))
     return {"menus": menus, "llm_hits": llm_hits, "skill_hits": skill_hits,
             "spread": statistics.median(spreads) if spreads else float("nan")}
@@ -302,6 +327,8 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true",
                     help="Also run the same rounds decoding each answer under one whole-schema grammar "
                          "(the way before filled answers), side by side.")
+    ap.add_argument("--diagnose-first", action="store_true",
+                    help="Add a row for the agent with llm.diagnose_first (the main finding asked first).")
     ap.add_argument("--order", action="store_true",
                     help="Only the order probe: is the first pick the same option, or the same number, when the "
                          "menu is rotated?")
@@ -343,6 +370,9 @@ def main() -> None:
         o = order_probe(llm, a.rounds)
         print(f"order probe ({a.tier}, {o['menus']} menus, each asked as listed and rotated by half): the first pick "
               f"is the same option in {o['same_option']}, the same number in {o['same_number']}")
+        print(f"diagnosis ({o['diagnoses']} nodes with two findings or more, listed as found and rotated by "
+              f"half): the same finding in {o['same_finding']}, the same place in the list in "
+              f"{o['same_place']}")
         return
     if a.score:
         o = score_probe(llm, a.rounds)
@@ -356,19 +386,21 @@ def main() -> None:
         llm = RecordingLLM(llm, a.record)
     name = f"llm (embedded {a.tier}, {a.threads} thread)"
     rows = {name: run(LLMProposer(llm), a.rounds)}
+    if a.diagnose_first:
+        rows[name.replace(")", ", diagnosis first)")] = run(LLMProposer(llm, diagnose_first=True), a.rounds)
     if a.compare:
         base.fill = False
         rows[name.replace(")", ", whole-schema grammar)")] = run(LLMProposer(llm), a.rounds)
         base.fill = True
     rows["skill (no LLM)"] = run(SkillProposer(), a.rounds)
     print("| agent | rounds | median s/round | max s | median prompt / answer tokens | needed repair or fallback "
-          "| branch closed | findings addressed |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| branch closed | findings addressed | first proposal undoes the history's cause |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['rounds']} | {r['median_s']:.2f} | {r['max_s']:.2f} | "
               f"{r['prompt_tokens']:.0f} / {r['completion_tokens']:.0f} | {100 * r['repaired_share']:.0f}% "
               f"| {100 * r['closed_share']:.0f}% "
-              f"| {100 * r['addressed_share']:.0f}% |")
+              f"| {100 * r['addressed_share']:.0f}% | {r['undone']} of {r['caused']} |")
     for name, r in rows.items():
         if r["picks"]:
             print(f"{name}: options picked {r['picks']}, decisions {r['decisions']}")

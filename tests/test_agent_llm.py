@@ -386,3 +386,75 @@ def test_order_check_leaves_picks_by_position_to_the_skill_library():
     # a closure both answers make stands
     agent = LLMProposer(Picker(lambda lines: [1, 2], decisions=("backup",)), order_check=True)
     assert agent.propose(context(val=0.30), 2, random.Random(0)) == [] and "n1" in agent.closed
+
+
+def _real(name):
+    """A real stage history of number_sorting (tests/fixtures/real_histories.json) as a context."""
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "fixtures" / "real_histories.json").read_text())
+    case = data["cases"][name]
+    root = NodeView("root", 0, data["base_params"], "complete", val_score=data["base_val"])
+    node = NodeView("n1", 1, case["params"], "complete", val_score=case["val_score"],
+                    history=tuple(case["history"]))
+    return ProposalContext(space=SPACE.with_defaults(max_completion_length=18), node=node, path=(root, node),
+                           best_val=case["val_score"], budget_left=0.5, max_depth=3)
+
+
+class ByKind:
+    """Answers a diagnosis-only question with ``lead`` and a menu with picks 1 and 2."""
+
+    name = "scripted"
+
+    def __init__(self, lead):
+        self.lead, self.calls = lead, []
+
+    def complete(self, messages, schema, *, temperature=0.2, max_tokens=400, seed=None):
+        self.calls.append((messages, schema, seed))
+        if "proposals" not in schema["properties"]:
+            answer = {"diagnosis": self.lead}
+        else:
+            answer = {"diagnosis": schema["properties"]["diagnosis"]["enum"][0], "decision": "expand",
+                      "proposals": [{"option": 1, "rationale": "r", "expected_effect": "e"},
+                                    {"option": 2, "rationale": "r", "expected_effect": "e"}]}
+        return LLMReply(text=json.dumps(answer), parsed=answer, prompt_tokens=100, completion_tokens=3,
+                        seconds=0.5, backend="scripted", model="m")
+
+
+def test_diagnose_first_puts_the_named_findings_remedies_first_and_leaves_the_stream_alone():
+    """With a learning rate of 1e-3 the detectors rank all-same-reward groups first (a hotter rollout);
+    the embedded model names the entropy blow-up, whose remedy lowers the learning rate."""
+    from llmzero.agents.llm import menu_options
+
+    ctx = _real("lr_1e-3")
+    names = [f.name for f in diagnose(ctx.path)]
+    assert names[0] == "zero_std_groups" and "entropy_blowup" in names[1:]
+    plain_rng, first_rng = random.Random(3), random.Random(3)
+    plain = LLMProposer(ByKind(None)).propose(ctx, 2, plain_rng)
+    llm = ByKind("entropy_blowup")
+    agent = LLMProposer(llm, diagnose_first=True)
+    out = agent.propose(ctx, 2, first_rng)
+    assert plain_rng.random() == first_rng.random()  # the proposer's stream goes on as without the question
+    (ask, ask_schema, seed1), (menu, menu_schema_, seed2) = llm.calls
+    assert ask_schema["properties"] == {"diagnosis": {"type": "string", "enum": names}}
+    assert ask[1]["content"].endswith("\nName the main finding.") and "Options:" not in ask[1]["content"]
+    assert menu_schema_["properties"]["diagnosis"]["enum"] == ["entropy_blowup"] and seed1 == seed2
+    assert out[0].params["learning_rate"] < ctx.node.params["learning_rate"]  # entropy_blowup's remedy
+    assert plain[0].params["learning_rate"] == ctx.node.params["learning_rate"]  # the severity order's
+    assert menu_options(ctx, random.Random(3))[0].findings == ("zero_std_groups",)
+    assert menu_options(ctx, random.Random(3), lead="entropy_blowup")[0].findings == ("entropy_blowup",)
+    rec = agent.last_record
+    assert rec["diagnosed_first"]["lead"] == "entropy_blowup" and rec["llm"]["calls"] == 2
+    assert rec["llm"]["prompt_tokens"] == 200 and rec["llm"]["completion_tokens"] == 6
+
+
+def test_diagnose_first_asks_nothing_more_below_two_findings_or_when_the_answer_fails():
+    for name in ("healthy", "temperature_0.5"):  # no finding
+        llm = ByKind("truncation")
+        LLMProposer(llm, diagnose_first=True).propose(_real(name), 2, random.Random(0))
+        assert len(llm.calls) == 1
+    llm = ByKind("entropy_collapse")  # not among the node's findings: the menu keeps the detectors' order
+    agent = LLMProposer(llm, diagnose_first=True)
+    out = agent.propose(_real("lr_1e-3"), 2, random.Random(3))
+    assert len(llm.calls) == 2 and agent.last_record["diagnosed_first"]["lead"] is None
+    assert out == LLMProposer(ByKind(None)).propose(_real("lr_1e-3"), 2, random.Random(3))

@@ -270,3 +270,16 @@ def test_longer_completions_is_no_fallback_when_nothing_was_clipped():
         :len(unclipped) - 1]
     root = [p.reason for p in fallback_proposals(CONTEXTS["root"], 8, random.Random(3))]
     assert any(r.startswith("fallback: longer completions") for r in root)  # no stage yet: not known
+
+
+def test_a_lead_finding_is_answered_first_and_the_rest_by_severity():
+    hot = curve(**{**HEALTHY, "completions/clipped_ratio": 0.97, "entropy": (0.43, 0.04)})
+    ctx = ctx_for(hot, max_completion_length=6)
+    by_severity = SkillProposer().propose(ctx, 4, random.Random(0))
+    firsts = [p.findings[0] for p in by_severity if p.findings]
+    assert {"truncation", "entropy_collapse"} <= set(firsts)
+    last = firsts[-1]
+    led = SkillProposer().propose(ctx, 4, random.Random(0), lead=last)
+    assert led[0].findings == (last,)
+    assert {str(p.params) for p in led} == {str(p.params) for p in by_severity}
+    assert SkillProposer().propose(ctx, 4, random.Random(0), lead="kl_blowup") == by_severity  # not found

@@ -85,6 +85,10 @@ class LLMConfig(_Model):
         "answer picks the same option, and the branch closes only if both answers close it (small models "
         "pick by position; what is not confirmed follows the skill library's order)."
         " Doubles the agent's calls.")
+    diagnose_first: bool = Field(
+        False, description="Menu answers: at a node with two findings or more, first ask the agent for the "
+        "main finding alone; the menu then lists that finding's remedies first (small models name findings "
+        "by what they are, but pick options by their place). One more call at such nodes.")
 
 
 class SearchConfig(_Model):

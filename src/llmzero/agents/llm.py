@@ -161,11 +161,13 @@ def menu_schema(n_options: int, k: int, findings: Sequence[str] = ()) -> dict[st
     return _schema(("option", option), k, (24, 20, 12), min_k=k, diagnosis=diagnosis)
 
 
-def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE) -> list[Proposal]:
-    """Candidate children for a menu answer: the skill library's remedies for the findings first,
-    one combination of the two best remedies that touch different parameters (a coordinated
-    move), then diverse fallbacks; each legal, none a repeat of a sibling."""
-    skill = SkillProposer().propose(ctx, n, rng)
+def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE,
+                 lead: str | None = None) -> list[Proposal]:
+    """Candidate children for a menu answer: the skill library's remedies for the findings first
+    (``lead``'s first, then by severity), one combination of the two best remedies that touch
+    different parameters (a coordinated move), then diverse fallbacks; each legal, none a repeat
+    of a sibling."""
+    skill = SkillProposer().propose(ctx, n, rng, lead=lead)
     out: list[Proposal] = []
     seen = {params_key(s.params) for s in ctx.siblings}
     for p in skill:
@@ -335,13 +337,15 @@ class LLMProposer:
     name = "llm"
 
     def __init__(self, llm: LLM, *, temperature: float = 0.2, max_tokens: int = 400, task: str = "",
-                 answer: str = "menu", curves: bool = False, order_check: bool = False):
+                 answer: str = "menu", curves: bool = False, order_check: bool = False,
+                 diagnose_first: bool = False):
         if answer not in ANSWER_MODES:
             raise ValueError(f"answer={answer!r} is not allowed: expected one of {', '.join(ANSWER_MODES)}")
         self.llm, self.temperature, self.max_tokens, self.task = llm, temperature, max_tokens, task
         self.answer = answer
         self.curves = curves  # attach the path's training curves as a PNG (vision-capable endpoints)
         self.order_check = order_check  # menu answers: a pick counts only if it survives the menu's rotation
+        self.diagnose_first = diagnose_first  # menu answers: the named main finding's remedies lead the menu
         self.skill = SkillProposer()
         self.last_record: dict[str, Any] = {}
         self.closed: set[str] = set()  # nodes the agent decided to stop or back up from
@@ -353,17 +357,28 @@ class LLMProposer:
         # The menu shuffles the small moves with the proposer's own stream, as the skill agent does: its
         # first k options are then what the no-LLM ablation proposes at the same node, and the two
         # searches differ only where the agent picks otherwise or closes a branch.
+        state = rng.getstate()
         options = menu_options(ctx, rng) if self.answer == "menu" else []
-        prompt = render_prompt(ctx, findings, k, options)
-        schema = (menu_schema(len(options), k, [f.name for f in findings]) if options
-                  else answer_schema(ctx.space, k))
+        seed = rng.randrange(2**31)
         system = render_system(ctx, self.task, menu=bool(options))
+        names = [f.name for f in findings]
+        first: dict[str, Any] | None = None
+        if self.diagnose_first and options and len(findings) >= 2:
+            first = self._diagnosis(ctx, findings, k, system, seed)
+            if first["lead"] is not None:
+                names = [first["lead"]]
+                if first["lead"] != findings[0].name:  # that finding's remedies first; the proposer's
+                    after = rng.getstate()  # stream goes on as it would without the diagnosis
+                    rng.setstate(state)
+                    options = menu_options(ctx, rng, lead=first["lead"])
+                    rng.setstate(after)
+        prompt = render_prompt(ctx, findings, k, options)
+        schema = menu_schema(len(options), k, names) if options else answer_schema(ctx.space, k)
         content: str | list[dict[str, Any]] = prompt
         png = curves_png(ctx.path) if self.curves else None
         if png is not None:  # OpenAI's image part, a data URL: no file leaves the machine but the request
             url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
             content = [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": url}}]
-        seed = rng.randrange(2**31)
         reply = self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": content}],
                                   schema, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed)
         record: dict[str, Any] = {
@@ -374,6 +389,12 @@ class LLMProposer:
                     "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),
                     "attempts": reply.attempts, "error": reply.error, "calls": 1},
         }
+        if first is not None:
+            call = record["llm"]
+            call.update(prompt_tokens=call["prompt_tokens"] + first.pop("prompt_tokens"),
+                        completion_tokens=call["completion_tokens"] + first.pop("completion_tokens"),
+                        seconds=round(call["seconds"] + first.pop("seconds"), 3), calls=call["calls"] + 1)
+            record["diagnosed_first"] = first
         check = None
         if self.order_check and len(options) >= 2 and reply.parsed is not None:
             check = self._rotated(ctx, findings, k, options, system, schema, seed, record)
@@ -399,6 +420,25 @@ class LLMProposer:
         self.last_record = record
         return proposals
 
+    def _diagnosis(self, ctx: ProposalContext, findings: list[Finding], k: int, system: str,
+                   seed: int) -> dict[str, Any]:
+        """Ask for the main finding alone (one of ``findings``, by name), before the menu is made. The
+        embedded 0.5B model names a finding by what it is, where it picks options by their place ("Does
+        the embedded model choose at all?" in the README). Its answer's cost and the finding it named
+        (``lead``, None when the answer failed) are returned for the record."""
+        prompt = render_prompt(ctx, findings, k).rsplit("\n", 1)[0] + "\nName the main finding."
+        names = [f.name for f in findings]
+        schema = {"type": "object", "properties": {"diagnosis": {"type": "string", "enum": names}},
+                  "required": ["diagnosis"], "additionalProperties": False}
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        reply = self.llm.complete(messages, schema, temperature=self.temperature, max_tokens=self.max_tokens,
+                                  seed=seed)
+        lead = reply.parsed.get("diagnosis") if isinstance(reply.parsed, dict) else None
+        return {"prompt": prompt, "answer": reply.text, "error": reply.error,
+                "lead": lead if lead in names else None,
+                "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                "seconds": reply.seconds}
+
     def _rotated(self, ctx: ProposalContext, findings: list[Finding], k: int, options: list[Proposal],
                  system: str, schema: dict[str, Any], seed: int,
                  record: dict[str, Any]) -> tuple[set[str], bool]:
@@ -410,7 +450,7 @@ class LLMProposer:
         reply = self.llm.complete(messages, schema, temperature=self.temperature, max_tokens=self.max_tokens,
                                   seed=seed)
         call = record["llm"]
-        call.update(prompt_tokens=call["prompt_tokens"] + reply.prompt_tokens, calls=2,
+        call.update(prompt_tokens=call["prompt_tokens"] + reply.prompt_tokens, calls=call["calls"] + 1,
                     completion_tokens=call["completion_tokens"] + reply.completion_tokens,
                     seconds=round(call["seconds"] + reply.seconds, 3))
         picked: set[str] = set()

@@ -284,12 +284,14 @@ class SkillProposer:
     def __init__(self, skills: Mapping[str, Skill] | None = None):
         self.skills: dict[str, Skill] = dict(SKILLS if skills is None else skills)
 
-    def propose(self, ctx: ProposalContext, k: int, rng: random.Random) -> list[Proposal]:
+    def propose(self, ctx: ProposalContext, k: int, rng: random.Random,
+                lead: str | None = None) -> list[Proposal]:
+        """``lead`` names a finding to answer first, whatever its severity (the LLM agent's diagnosis)."""
         if k <= 0:
             return []
         b = _Builder(ctx, self.name)
-        answers = [(f, _try(self.skills[f.name], f, b.base) or [])
-                   for f in diagnose(ctx.path) if f.name in self.skills]
+        findings = sorted(diagnose(ctx.path), key=lambda f: f.name != lead)  # stable: the rest by severity
+        answers = [(f, _try(self.skills[f.name], f, b.base) or []) for f in findings if f.name in self.skills]
         for rank in range(max((len(r) for _, r in answers), default=0)):
             for f, remedies in answers:
                 if rank < len(remedies) and len(b.out) < k:

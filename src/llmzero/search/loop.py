@@ -183,7 +183,7 @@ class SearchRun:
                                   "(install it with `make local-llm`, or use search.proposer=skill)") from None
         answer = c.answer if c.answer != "auto" else ("free" if c.backend == "openai" else "menu")
         return LLMProposer(llm, temperature=c.temperature, max_tokens=c.max_tokens, answer=answer,
-                           curves=c.curves, order_check=c.order_check)
+                           curves=c.curves, order_check=c.order_check, diagnose_first=c.diagnose_first)
 
     def _start(self, progress: Callable[[str], None]) -> None:
         from llmzero.models.base import build_base
