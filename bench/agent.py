@@ -390,7 +390,8 @@ def main() -> None:
         rows[name.replace(")", ", diagnosis first)")] = run(LLMProposer(llm, diagnose_first=True), a.rounds)
     if a.compare:
         base.fill = False
-        rows[name.replace(")", ", whole-schema grammar)")] = run(LLMProposer(llm), a.rounds)
+        whole = name.replace(")", ", whole-schema grammar)")
+        rows[whole] = run(LLMProposer(llm), a.rounds)
         base.fill = True
     rows["skill (no LLM)"] = run(SkillProposer(), a.rounds)
     print("| agent | rounds | median s/round | max s | median prompt / answer tokens | needed repair or fallback "
@@ -413,7 +414,7 @@ def main() -> None:
           "prompt cache")
     llm_row = next(iter(rows.values()))
     if a.compare:
-        old = list(rows.values())[1]
+        old = rows[whole]
         print(f"filled / whole-schema grammar: median {llm_row['median_s'] / old['median_s']:.2f}x, "
               f"answer tokens {llm_row['completion_tokens'] / max(1, old['completion_tokens']):.2f}x")
         print(free_text_step_cost(base))
