@@ -390,15 +390,10 @@ def test_order_check_leaves_picks_by_position_to_the_skill_library():
 
 def _real(name):
     """A real stage history of number_sorting (tests/fixtures/real_histories.json) as a context."""
-    from pathlib import Path
+    from test_agent_transcripts import DATA
+    from test_agent_transcripts import context as real_context
 
-    data = json.loads((Path(__file__).parent / "fixtures" / "real_histories.json").read_text())
-    case = data["cases"][name]
-    root = NodeView("root", 0, data["base_params"], "complete", val_score=data["base_val"])
-    node = NodeView("n1", 1, case["params"], "complete", val_score=case["val_score"],
-                    history=tuple(case["history"]))
-    return ProposalContext(space=SPACE.with_defaults(max_completion_length=18), node=node, path=(root, node),
-                           best_val=case["val_score"], budget_left=0.5, max_depth=3)
+    return real_context(DATA["cases"][name])
 
 
 class ByKind:
