@@ -280,7 +280,9 @@ def named_findings(text: str) -> set[str]:
 def diagnoses(dirs: list[str]) -> Counter:
     """Over the menu answers journaled under ``dirs``: those at a node without findings, and how many of
     their diagnoses name a finding anyway; those with findings, and how many name one of them, and how
-    many name another."""
+    many name another; with ``llm.diagnose_first``, the nodes where it asked for the main finding, and
+    how often the finding named was the detectors' most severe one or another (the only case where the
+    agent's menu differs from its ablation's)."""
     out: Counter = Counter()
     for payload, answer in _answers(dirs):
         if not answer.proposals or answer.proposals[0].option is None:
@@ -293,6 +295,13 @@ def diagnoses(dirs: list[str]) -> Counter:
             out["found"] += 1
             out["found_named"] += bool(named & found)
             out["found_other"] += bool(named - found)
+        first = payload["agent"].get("diagnosed_first")
+        if first is not None:  # llm.diagnose_first asked for the main finding (two findings or more)
+            listed = payload["agent"].get("findings") or []
+            lead = first.get("lead")
+            out["asked_first"] += 1
+            out["lead_most_severe"] += bool(listed) and lead == listed[0]
+            out["lead_other"] += lead is not None and bool(listed) and lead != listed[0]
     return out
 
 
@@ -354,6 +363,10 @@ def main() -> None:
         print(f"diagnoses: at {d['none']} nodes without findings, {d['none_named']} name a finding anyway; "
               f"at {d['found']} with findings, {d['found_named']} name one of them and {d['found_other']} "
               f"name another")
+        if d["asked_first"]:
+            print(f"diagnosed first (llm.diagnose_first): at {d['asked_first']} nodes with two findings or more, "
+                  f"the main finding named was the most severe at {d['lead_most_severe']}, another at "
+                  f"{d['lead_other']}, none at {d['asked_first'] - d['lead_most_severe'] - d['lead_other']}")
         return
     from llmzero.agents import SkillProposer
     from llmzero.agents.llm import LLMProposer

@@ -65,3 +65,21 @@ def test_diagnoses_are_counted_against_the_findings_the_detectors_made(tmp_path)
     assert agent.named_findings("KL blow-up and grad-norm spike") == {"kl_blowup", "grad_norm_spike"}
     assert agent.diagnoses([str(tmp_path)]) == {"none": 3, "none_named": 1, "found": 3, "found_named": 2,
                                                  "found_other": 2}
+
+
+def test_main_findings_asked_first_are_counted_against_the_most_severe(tmp_path):
+    def event(findings, lead):
+        text = json.dumps({"diagnosis": lead or "none", "decision": "expand", "proposals": [{"option": 1}]})
+        return {"k": 1, "agent": {"answer": text, "findings": findings,
+                                  "diagnosed_first": {"prompt": "Name the main finding.", "lead": lead}}}
+
+    j = Journal(tmp_path / JOURNAL, create=True)
+    for payload in (event(["zero_std_groups", "truncation"], "zero_std_groups"),
+                    event(["truncation", "zero_std_groups"], "zero_std_groups"),
+                    event(["truncation", "zero_std_groups"], "truncation"),
+                    event(["truncation", "zero_std_groups"], None)):  # the question failed
+        j.append("proposal", "n1", payload)
+    j.append("proposal", "n2", {"k": 1, "agent": {"answer": answer(1), "findings": ["truncation"]}})
+    j.close()
+    d = agent.diagnoses([str(tmp_path)])
+    assert (d["asked_first"], d["lead_most_severe"], d["lead_other"]) == (4, 2, 1)
