@@ -364,8 +364,8 @@ def main() -> None:
               f"at {d['found']} with findings, {d['found_named']} name one of them and {d['found_other']} "
               f"name another")
         if d["asked_first"]:
-            print(f"diagnosed first (llm.diagnose_first): at {d['asked_first']} nodes with two findings or more, "
-                  f"the main finding named was the most severe at {d['lead_most_severe']}, another at "
+            print(f"diagnosed first (llm.diagnose_first): at {d['asked_first']} nodes with two findings or "
+                  f"more, the main finding named was the most severe at {d['lead_most_severe']}, another at "
                   f"{d['lead_other']}, none at {d['asked_first'] - d['lead_most_severe'] - d['lead_other']}")
         return
     from llmzero.agents import SkillProposer
