@@ -162,6 +162,14 @@ def test_entropy_collapse_gets_more_entropy():
                                                 if p.params[n] > ctx.node.params[n]}
 
 
+def test_entropy_collapse_of_cold_rollouts_warms_them_first():
+    cold = [p for p in skill(ctx_for(COLLAPSE, temperature=0.5)) if p.findings == ("entropy_collapse",)]
+    assert cold[0].params["temperature"] == pytest.approx(0.7) and cold[0].params["entropy_coef"] == 0.0
+    assert cold[1].params["entropy_coef"] > 0.0 and cold[1].params["temperature"] == 0.5
+    warm = [p for p in skill(ctx_for(COLLAPSE, temperature=0.8)) if p.findings == ("entropy_collapse",)]
+    assert warm[0].params["entropy_coef"] > 0.0 and warm[0].params["temperature"] == 0.8
+
+
 def test_entropy_coef_is_never_raised_into_the_destructive_range():
     ctx = ctx_for(COLLAPSE, entropy_coef=0.04)
     assert all(p.params["entropy_coef"] <= 0.05 for p in skill(ctx, 8))
