@@ -85,9 +85,9 @@ def _lr(p: Params, factor: float) -> float:
 def entropy_collapse(f: Finding, p: Params) -> list[Remedy]:
     bonus = Remedy({"entropy_coef": _raise_entropy_coef(p)})
     warmer = Remedy({"temperature": _raise_temperature(p)})
-    # Rollouts sampled cold collapse entropy by the sampler's doing, and warming them is what works: word_sorting
-    # at 0.5, warmed .7 then .9, scored +.043 on test over 0.5 throughout, and the entropy bonus -.009 (seeds 0-2,
-    # bench/configs/cold-sched-ws-epyc512.yaml; number_sorting +.009 and -.013).
+    # Rollouts sampled cold collapse entropy by the sampler's doing, and warming them is what works:
+    # word_sorting at 0.5, warmed .7 then .9, scored +.043 on test over 0.5 throughout, and the entropy
+    # bonus -.009 (seeds 0-2, bench/configs/cold-sched-ws-epyc512.yaml; number_sorting +.009 and -.013).
     return [warmer, bonus] if p["temperature"] < COLD_TEMPERATURE else [bonus, warmer]
 
 
