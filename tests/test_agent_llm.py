@@ -242,8 +242,8 @@ def test_menu_options_are_legal_distinct_new_and_include_a_coordinated_move():
     assert tuple(sorted(sib.params.items())) not in keys
     for o in opts:
         SPACE.validate(o.params)
-    combined = [o for o in opts if o.reason.startswith("combined:")]
-    assert combined and len({k for k, v in combined[0].params.items() if BASE[k] != v}) >= 2
+    assert opts[0].reason.startswith("coordinated:") and len(opts[0].findings) == 2  # both findings at once
+    assert len({k for k, v in opts[0].params.items() if BASE[k] != v}) >= 2
     assert {"entropy_collapse", "truncation"} <= {f for o in opts for f in o.findings}
 
 
@@ -373,7 +373,7 @@ def test_order_check_keeps_picks_that_survive_the_rotation():
 def test_order_check_leaves_picks_by_position_to_the_skill_library():
     from llmzero.agents.llm import menu_options
 
-    opts = menu_options(context(), random.Random(random.Random(0).random()))
+    opts = menu_options(context(val=0.30), random.Random(random.Random(0).random()))
     by_position = Picker(lambda lines: [1, 2], decisions=("backup", "expand"))
     agent = LLMProposer(by_position, order_check=True)
     out = agent.propose(context(val=0.30), 2, random.Random(0))
@@ -436,8 +436,8 @@ def test_diagnose_first_puts_the_named_findings_remedies_first_and_leaves_the_st
     assert menu_schema_["properties"]["diagnosis"]["enum"] == ["entropy_blowup"] and seed1 == seed2
     assert out[0].params["learning_rate"] < ctx.node.params["learning_rate"]  # entropy_blowup's remedy
     assert plain[0].params["learning_rate"] == ctx.node.params["learning_rate"]  # the severity order's
-    assert menu_options(ctx, random.Random(3))[0].findings == ("zero_std_groups",)
-    assert menu_options(ctx, random.Random(3), lead="entropy_blowup")[0].findings == ("entropy_blowup",)
+    assert menu_options(ctx, random.Random(3))[0].findings[0] == "zero_std_groups"
+    assert menu_options(ctx, random.Random(3), lead="entropy_blowup")[0].findings[0] == "entropy_blowup"
     rec = agent.last_record
     assert rec["diagnosed_first"]["lead"] == "entropy_blowup" and rec["llm"]["calls"] == 2
     assert rec["llm"]["prompt_tokens"] == 200 and rec["llm"]["completion_tokens"] == 6

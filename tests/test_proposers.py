@@ -288,6 +288,51 @@ def test_a_lead_finding_is_answered_first_and_the_rest_by_severity():
     assert {"truncation", "entropy_collapse"} <= set(firsts)
     last = firsts[-1]
     led = SkillProposer().propose(ctx, 4, random.Random(0), lead=last)
-    assert led[0].findings == (last,)
+    assert led[0].findings[0] == last and led[1].findings == (last,)  # the coordinated move, then its own
     assert {str(p.params) for p in led} == {str(p.params) for p in by_severity}
     assert SkillProposer().propose(ctx, 4, random.Random(0), lead="kl_blowup") == by_severity  # not found
+
+
+def test_two_findings_get_one_coordinated_move_first():
+    # completions cut and cold rollouts' groups all-same: the first child raises the cap and warms at once
+    cut_cold = curve(**{**HEALTHY, "completions/clipped_ratio": 0.3, "frac_reward_zero_std": 0.8,
+                        "reward": (0.1, 0.2)})
+    props = skill(ctx_for(cut_cold, max_completion_length=26, temperature=0.5))
+    first = props[0]
+    assert set(first.findings) == {"truncation", "zero_std_groups"}
+    assert first.reason.startswith("coordinated:")
+    assert first.params["max_completion_length"] == 39 and first.params["temperature"] == pytest.approx(0.7)
+    alone = {p.findings: p.params for p in props[1:] if len(p.findings) == 1}
+    assert alone[("truncation",)]["temperature"] == 0.5
+    assert alone[("zero_std_groups",)]["max_completion_length"] == 26
+    # one finding: no coordinated move
+    assert not any(p.reason.startswith("coordinated") for p in skill(CONTEXTS["truncated"]))
+
+
+def test_findings_whose_first_remedies_agree_or_clash_are_not_combined():
+    from llmzero.agents.diagnosis import Finding
+    from llmzero.agents.skill import Remedy, coordinated
+
+    base = {"learning_rate": 1e-4, "beta": 0.0, "max_completion_length": 26}
+    names = ("grad_norm_spike", "clip_saturation", "kl_blowup", "truncation")
+    spike, clip, kl, cut = (Finding(n, 0.5) for n in names)
+    halve = [Remedy({"learning_rate": 5e-5})]
+    # the same halving twice is one change, not a coordinated move
+    assert coordinated([(spike, halve), (clip, halve)], base) is None
+    # a clash on the learning rate leaves the second out; the cap, on its own parameter, joins
+    joint = coordinated([(spike, halve), (kl, [Remedy({"learning_rate": 2.5e-5, "beta": 0.01})]),
+                         (cut, [Remedy({"max_completion_length": 39})])], base)
+    assert joint is not None
+    remedy, answered = joint
+    assert remedy.updates == {"learning_rate": 5e-5, "max_completion_length": 39}
+    assert answered == ("grad_norm_spike", "truncation")
+    # two findings at most: a third on a parameter of its own waits for its own child
+    wider = [Remedy({"beta": 0.01})]
+    assert coordinated([(spike, halve), (cut, [Remedy({"max_completion_length": 39})]), (kl, wider)],
+                       base)[0].updates == {"learning_rate": 5e-5, "max_completion_length": 39}
+    # one finding moving a parameter the way another's remedies move it back is left out
+    cooler = [Remedy({"learning_rate": 5e-5}), Remedy({"max_completion_length": 20})]
+    assert coordinated([(cut, [Remedy({"max_completion_length": 39})]), (spike, cooler)], base) is None
+    # a remedy that restarts the stage does not join one that continues it
+    restart = [Remedy({"max_completion_length": 39}, StageMode.RESTART)]
+    assert coordinated([(spike, halve), (cut, restart)], base) is None

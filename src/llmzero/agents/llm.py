@@ -163,27 +163,15 @@ def menu_schema(n_options: int, k: int, findings: Sequence[str] = ()) -> dict[st
 
 def menu_options(ctx: ProposalContext, rng: random.Random, n: int = MENU_SIZE,
                  lead: str | None = None) -> list[Proposal]:
-    """Candidate children for a menu answer: the skill library's remedies for the findings first
-    (``lead``'s first, then by severity), one combination of the two best remedies that touch
-    different parameters (a coordinated move), then diverse fallbacks; each legal, none a repeat
-    of a sibling."""
-    skill = SkillProposer().propose(ctx, n, rng, lead=lead)
-    out: list[Proposal] = []
+    """Candidate children for a menu answer: the skill library's, in its order (with two findings or more,
+    a coordinated move that answers them at once first; then each finding's remedies, ``lead``'s first and
+    the rest by severity), then diverse fallbacks; each legal, none a repeat of a sibling."""
     seen = {params_key(s.params) for s in ctx.siblings}
-    for p in skill:
+    out: list[Proposal] = []
+    for p in SkillProposer().propose(ctx, n, rng, lead=lead):
         if params_key(p.params) not in seen:
             seen.add(params_key(p.params))
             out.append(p)
-    node = dict(ctx.node.params)
-    moved = [(p, {k for k, v in p.params.items() if node.get(k) != v}) for p in out if p.findings]
-    for (a, ka), (b, kb) in ((x, y) for i, x in enumerate(moved) for y in moved[i + 1:]):
-        if ka and kb and not ka & kb:
-            params = {**a.params, **{k: b.params[k] for k in kb}}
-            if params_key(params) not in seen:
-                seen.add(params_key(params))
-                out.insert(min(2, len(out)), Proposal(params, f"combined: {a.reason} + {b.reason}", "skill",
-                                                      a.mode, a.repairs + b.repairs, a.findings + b.findings))
-            break
     return out[:n]
 
 

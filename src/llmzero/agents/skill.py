@@ -276,11 +276,49 @@ def fallback_proposals(ctx: ProposalContext, k: int, rng: random.Random, exclude
     return b.out[:k]
 
 
+def _directions(remedies: Iterable[Remedy], base: Params) -> set[tuple[str, int]]:
+    """The (parameter, +1 or -1) moves that ``remedies`` make from ``base``."""
+    return {(k, 1 if v > base[k] else -1) for r in remedies for k, v in r.updates.items()
+            if k in base and isinstance(v, (int, float)) and v != base[k]}
+
+
+def coordinated(answers: Iterable[tuple[Finding, list[Remedy]]],
+                base: Params) -> tuple[Remedy, tuple[str, ...]] | None:
+    """One move that answers two findings at once: the first remedies of the first two findings (in the
+    order given) that change different parameters, merged, or None. A finding joins only if none of its
+    remedies moves a parameter the other way from a joined finding's (an entropy blow-up's cooler rollouts
+    against all-same groups' hotter ones) and its first remedy continues the stage as the others do; one
+    whose first remedy repeats a value already taken counts as answered by it. Under a fixed budget a stage
+    that shows two pathologies would otherwise spend a stage on each."""
+    updates: dict[str, Value] = {}
+    names: list[str] = []
+    moves: set[tuple[str, int]] = set()
+    mode, adding = None, 0
+    for f, remedies in answers:
+        if not remedies or (mode is not None and remedies[0].mode is not mode):
+            continue
+        change = {k: v for k, v in remedies[0].updates.items() if base.get(k) != v}
+        if adding == 2 and change.keys() - updates.keys():
+            continue
+        own = _directions(remedies, base)
+        if (not change or any((k, -s) in moves for k, s in own)
+                or any(updates.get(k, v) != v for k, v in change.items())):
+            continue
+        adding += bool(change.keys() - updates.keys())
+        updates.update(change)
+        names.append(f.name)
+        moves |= own
+        mode = remedies[0].mode
+    return (Remedy(updates, mode), tuple(names)) if adding >= 2 and mode is not None else None
+
+
 class SkillProposer:
     """Diagnose the node's stage, answer each finding with its skill, fill up with fallbacks.
 
-    Findings are answered in order of severity: first the best remedy of every finding, then the
-    second ones, so that ``k`` children cover as many pathologies as possible.
+    Where two findings or more have first remedies that change different parameters, the first child is
+    all of them at once (:func:`coordinated`, the paper's coordinated change). Then the findings are
+    answered in order of severity: first the best remedy of every finding, then the second ones, so that
+    ``k`` children cover as many pathologies as possible.
     """
 
     name = "skill"
@@ -296,6 +334,11 @@ class SkillProposer:
         b = _Builder(ctx, self.name)
         findings = sorted(diagnose(ctx.path), key=lambda f: f.name != lead)  # stable: the rest by severity
         answers = [(f, _try(self.skills[f.name], f, b.base) or []) for f in findings if f.name in self.skills]
+        joint = coordinated(answers, b.base)
+        if joint is not None:
+            remedy, names = joint
+            why = "; ".join(f.message for f in findings if f.name in names)
+            b.add(remedy.updates, f"coordinated: {why}", remedy.mode, names)
         for rank in range(max((len(r) for _, r in answers), default=0)):
             for f, remedies in answers:
                 if rank < len(remedies) and len(b.out) < k:
