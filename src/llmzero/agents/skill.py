@@ -316,7 +316,7 @@ class SkillProposer:
     """Diagnose the node's stage, answer each finding with its skill, fill up with fallbacks.
 
     Where two findings or more have first remedies that change different parameters, the first child is
-    all of them at once (:func:`coordinated`, the paper's coordinated change). Then the findings are
+    two of them at once (:func:`coordinated`, the paper's coordinated change). Then the findings are
     answered in order of severity: first the best remedy of every finding, then the second ones, so that
     ``k`` children cover as many pathologies as possible.
     """
