@@ -1,7 +1,7 @@
 """The LLM agent with the embedded model: latency per proposal, repairs, and whether its changes
 answer the findings.
 
-    python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare] [--diagnose-first]
+    python bench/agent.py [--tier 0.5b] [--threads 1] [--rounds 2] [--compare] [--diagnose-first] [--free]
     python bench/agent.py --order [--tier 0.5b] [--rounds 4]   # does it pick an option or a position?
     python bench/agent.py --score [--tier 0.5b] [--rounds 4]   # can it judge one option put alone?
     python bench/agent.py --picks RUNS_DIR [RUNS_DIR ...]      # first picks in searches, by count asked,
@@ -19,7 +19,8 @@ skill agent on the same contexts:
   round that closed the branch, the proposals its answer picked count;
 * in the four histories made with a known cause, the rounds whose first proposal undoes it.
 
-``--diagnose-first`` adds the agent with ``llm.diagnose_first`` (the main finding asked for first).
+``--diagnose-first`` adds the agent with ``llm.diagnose_first`` (the main finding asked for first);
+``--free`` adds it with ``llm.answer: free`` (the changes written by the agent, not picked from a menu).
 """
 
 from __future__ import annotations
@@ -338,6 +339,9 @@ def main() -> None:
                          "(the way before filled answers), side by side.")
     ap.add_argument("--diagnose-first", action="store_true",
                     help="Add a row for the agent with llm.diagnose_first (the main finding asked first).")
+    ap.add_argument("--free", action="store_true",
+                    help="Add a row for the agent with llm.answer: free (it writes the changes itself instead of "
+                         "picking from the skill library's menu).")
     ap.add_argument("--order", action="store_true",
                     help="Only the order probe: is the first pick the same option, or the same number, when the "
                          "menu is rotated?")
@@ -401,6 +405,8 @@ def main() -> None:
     rows = {name: run(LLMProposer(llm), a.rounds)}
     if a.diagnose_first:
         rows[name.replace(")", ", diagnosis first)")] = run(LLMProposer(llm, diagnose_first=True), a.rounds)
+    if a.free:
+        rows[name.replace(")", ", free answers)")] = run(LLMProposer(llm, answer="free"), a.rounds)
     if a.compare:
         base.fill = False
         whole = name.replace(")", ", whole-schema grammar)")

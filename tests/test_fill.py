@@ -17,6 +17,7 @@ class Sampler:
 
     def __init__(self, stop_after=None, words="ok"):
         self.text, self.grammars, self.stop_after, self.words, self.limits = "", [], stop_after, words, []
+        self.number = "0.01"
 
     def lit(self, s):
         self.text += s
@@ -32,7 +33,7 @@ class Sampler:
             n = self.text.count('{"option"') + self.text.count('{"changes"')
             out = "]" if self.stop_after is not None and n >= self.stop_after else ","
         elif "[0-9]" in grammar:
-            out = "0.01"
+            out = self.number
         else:
             out = json.loads('"' + alts[-1] + '"').removesuffix(stop or "")  # the last alternative
         return out
@@ -151,3 +152,21 @@ def test_a_long_choice_gets_the_steps_to_be_written_whole():
         longest = max(len(json.dumps(v)) for v in vals)
         assert s.limits[0] >= longest - 2  # the quotes of a string choice are fixed text
         assert json.loads(s.text)["option"] == vals[-1]
+
+
+@pytest.mark.parametrize("written", ["0.0025", "0.0025}"])
+def test_a_number_ends_at_the_character_that_follows_it(written):
+    """A number's grammar ends at a character that may follow it (`,`, `}` or `]`), and the sampler
+    stops there: with a grammar for the number alone, the embedded 0.5B model could not close the
+    object after "0.0025" and wrote 0.0025000000000000e-200. The walker writes the character itself,
+    whether or not the sampler's text still holds it."""
+    s = Sampler(stop_after=1)
+    s.number = written
+    schema = answer_schema(DEFAULT_SPACE, 2)
+    fill_schema(schema, s.gen, s.lit)
+    parsed, error = parse_reply(s.text, schema)
+    assert error is None, error
+    assert parsed["proposals"][0]["changes"][0]["value"] == 0.0025
+    i = next(i for i, g in enumerate(s.grammars) if g and "[0-9]" in g)
+    assert s.grammars[i].endswith('("," | "}" | "]")') and s.stops[i] == (",", "}", "]")
+    assert '"value":0.0025}' in s.text

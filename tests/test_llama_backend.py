@@ -401,3 +401,29 @@ def test_real_0_5b_fills_the_agents_menu_answer_with_fewer_sampled_tokens(tmp_pa
     assert filled.ok and whole.ok, (filled.error, whole.error)
     assert len(filled.parsed["proposals"]) == 2 and filled.prompt_tokens == whole.prompt_tokens
     assert filled.completion_tokens < whole.completion_tokens
+
+
+@pytest.mark.slow
+def test_real_0_5b_writes_short_numbers_in_a_free_answer(tmp_path: Path) -> None:
+    """In a free answer the model writes each value and closes it: before a number's grammar ended at
+    the character after it, the 0.5B wrote 0.0025000000000000e-200 for 0.0025 and 18.0020000000000020e+002
+    for 18 (it could not write the closing brace, so it went on with digits)."""
+    reason = _real_model_missing()
+    if reason:
+        pytest.skip(reason)
+    import random
+    import re
+
+    from test_agent_llm import _real
+
+    from llmzero.agents.llm import LLMProposer
+
+    llm = L.LlamaLLM(tier="0.5b", n_threads=1, cache_dir=tmp_path)
+    agent = LLMProposer(llm, answer="free")
+    values = []
+    for case in ("healthy", "short_length"):
+        agent.propose(_real(case), 2, random.Random(0))
+        text = agent.last_record["answer"]
+        values += re.findall(r'"value":([^,}\]]*)', text)
+    print(f"\nvalues written: {values}")
+    assert values and all(len(v) <= 10 for v in values), values

@@ -27,7 +27,13 @@ from typing import Any
 
 # What a JSON string cannot hold unescaped.
 _UNSAFE = re.compile(r'["\\\x00-\x1F\x7F]')
-_NUMBER = 'root ::= "-"? ([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?'
+# A number ends at the character that may follow it in JSON: without one, a small model that wanted to
+# close the object after "0.0025" could only go on writing digits (the 0.5B wrote 0.0025000000000000e-200,
+# about zero, and 18.0020000000000020e+002 for 18). The sampler stops at that character and leaves it out.
+_NUMBER_END = (",", "}", "]")
+_INT = '"-"? ([0-9] | [1-9] [0-9]{0,15})'
+_NUMBER = f'root ::= {_INT} ("." [0-9]{{1,16}})? ([eE] [-+]? [0-9]{{1,3}})? ("," | "}}" | "]")'
+_INTEGER = f'root ::= {_INT} ("," | "}}" | "]")'
 _MAX_STRING = 400  # characters of a string without maxLength
 
 
@@ -56,7 +62,8 @@ def clean_string(text: str, max_length: int) -> str:
 # closing quote) sampling ends as soon as the model writes it, and the returned text leaves it out:
 # the walker writes the quote as fixed text, so the model never spends a decoding step on it or on
 # the end-of-text token after it.
-Gen = Callable[["str | None", int, "str | None"], str]
+# A number's sampler stops at any of several characters (``stop`` is then a tuple).
+Gen = Callable[["str | None", int, "str | tuple[str, ...] | None"], str]
 
 
 # Keywords a walked schema may use; any other (minimum, pattern, anyOf, ...) would go unenforced.
@@ -117,7 +124,7 @@ def fill_schema(schema: dict[str, Any], gen: Gen, lit: Callable[[str], None]) ->
         lit(clean_string(gen(None, n, '"'), n))
         lit('"')
     elif t in ("number", "integer"):
-        lit(gen(_NUMBER if t == "number" else 'root ::= "-"? ([0-9] | [1-9] [0-9]{0,15})', 24, None))
+        lit(gen(_NUMBER if t == "number" else _INTEGER, 24, _NUMBER_END).rstrip("".join(_NUMBER_END)))
     else:
         raise Unsupported(f"type {t!r}")
 

@@ -352,7 +352,7 @@ class LlamaLLM:
         answer: list[str] = []
         calls = 0
 
-        def gen(grammar: str | None, limit: int, stop: str | None) -> str:
+        def gen(grammar: str | None, limit: int, stop: str | tuple[str, ...] | None) -> str:
             nonlocal calls
             left = max_tokens - reply.completion_tokens
             if left <= 0:
@@ -362,7 +362,8 @@ class LlamaLLM:
                 kw = {"stop": [stop, "\n"] if stop else ["\n"],
                       "stopping_criteria": _chars_at_least(llama, len(tokens), limit + 1)}
             else:
-                kw = {"grammar": self._grammar(grammar), "stop": [stop] if stop else None}
+                kw = {"grammar": self._grammar(grammar),
+                      "stop": list(stop) if isinstance(stop, tuple) else [stop] if stop else None}
             out = llama.create_completion(prompt=tokens, max_tokens=min(limit, left), temperature=temperature,
                                           seed=None if seed is None else seed + calls, **kw)
             calls += 1
