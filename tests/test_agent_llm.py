@@ -154,6 +154,32 @@ def test_noop_and_duplicate_proposals_are_replaced_by_fallbacks():
     assert agent.last_record["repaired"] == 2
 
 
+def test_free_answers_no_ops_are_replaced_by_the_skill_agents_proposals():
+    """With free answers there is no menu to fill in from: a no-op or duplicate proposal is replaced by
+    what the skill agent proposes at the node (its remedies for the findings, as the ablation makes
+    them), as a failed answer is, and not by the diverse fallbacks; the embedded 0.5B's free answers
+    were no-ops at 4 of 10 contexts of bench/agent.py."""
+    from llmzero.agents import SkillProposer
+
+    sibling = NodeView("n2", 2, {**BASE, "entropy_coef": 0.01}, "complete", val_score=0.4)
+    llm = Scripted({"diagnosis": "d", "decision": "expand", "proposals": [
+        {"changes": {"learning_rate": BASE["learning_rate"]}, "rationale": "echo", "expected_effect": ""},
+        {"changes": {"entropy_coef": 0.01}, "rationale": "same as sibling", "expected_effect": ""}]})
+    agent = LLMProposer(llm, answer="free")
+    out = agent.propose(context(siblings=[sibling]), 2, random.Random(0))
+    skill = SkillProposer().propose(context(siblings=[sibling]), 2, random.Random(0))
+    assert [p.params for p in out] == [p.params for p in skill]
+    assert all(p.proposed_by == "skill" and "replaces a no-op or duplicate llm proposal" in p.reason for p in out)
+    assert agent.last_record["repaired"] == 2
+    # one kept proposal: the skill agent's first proposal that differs from it fills the second place
+    llm = Scripted({"diagnosis": "d", "decision": "expand", "proposals": [
+        {"changes": {"learning_rate": 5e-5}, "rationale": "lower", "expected_effect": ""},
+        {"changes": {"entropy_coef": 0.01}, "rationale": "same as sibling", "expected_effect": ""}]})
+    out = LLMProposer(llm, answer="free").propose(context(siblings=[sibling]), 2, random.Random(0))
+    assert out[0].proposed_by == "llm" and out[0].params["learning_rate"] == 5e-5
+    assert out[1].params == skill[0].params
+
+
 @pytest.mark.parametrize("answer", ["this is not json", {"diagnosis": "x", "proposals": [], "decision": "expand"},
                                     RuntimeError("connection refused"), {"proposals": "nope"}])
 def test_failed_or_garbage_answers_fall_back_to_the_skill_agent(answer):

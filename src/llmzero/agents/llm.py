@@ -510,6 +510,12 @@ class LLMProposer:
                 unconfirmed = max(0, unconfirmed - 1)
                 out.append(Proposal(o.params, f"replaces {why}: {o.reason}", "skill", o.mode, o.repairs,
                                     o.findings))
+        if len(out) < k and not options:  # a free answer short of k: the skill agent's proposals, as for a failed one
+            for o in self.skill.propose(ctx, k, rng):
+                if len(out) < k and params_key(o.params) not in seen and params_key(o.params) != params_key(current):
+                    seen.add(params_key(o.params))
+                    out.append(Proposal(o.params, f"replaces a no-op or duplicate llm proposal: {o.reason}", "skill",
+                                        o.mode, o.repairs, o.findings))
         if len(out) < k:
             extra = fallback_proposals(ctx, k - len(out), rng, exclude=[current, *(p.params for p in out)],
                                        proposed_by="skill")
