@@ -10,6 +10,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import types
@@ -411,9 +413,6 @@ def test_real_0_5b_writes_short_numbers_in_a_free_answer(tmp_path: Path) -> None
     reason = _real_model_missing()
     if reason:
         pytest.skip(reason)
-    import random
-    import re
-
     from test_agent_llm import _real
 
     from llmzero.agents.llm import LLMProposer

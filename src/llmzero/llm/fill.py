@@ -32,8 +32,9 @@ _UNSAFE = re.compile(r'["\\\x00-\x1F\x7F]')
 # about zero, and 18.0020000000000020e+002 for 18). The sampler stops at that character and leaves it out.
 _NUMBER_END = (",", "}", "]")
 _INT = '"-"? ([0-9] | [1-9] [0-9]{0,15})'
-_NUMBER = f'root ::= {_INT} ("." [0-9]{{1,16}})? ([eE] [-+]? [0-9]{{1,3}})? ("," | "}}" | "]")'
-_INTEGER = f'root ::= {_INT} ("," | "}}" | "]")'
+_END = "(" + " | ".join(json.dumps(c) for c in _NUMBER_END) + ")"
+_NUMBER = f'root ::= {_INT} ("." [0-9]{{1,16}})? ([eE] [-+]? [0-9]{{1,3}})? {_END}'
+_INTEGER = f"root ::= {_INT} {_END}"
 _MAX_STRING = 400  # characters of a string without maxLength
 
 
